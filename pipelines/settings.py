@@ -1,0 +1,146 @@
+"""All of tootlake's settings in one object, read from the environment and `.env`.
+
+Every setting is documented in `.env.example`. A wrong value fails at start-up with a message that
+names the setting (see `load_settings`). Secrets are `SecretStr`: they print as `**********`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+
+class SettingsError(RuntimeError):
+    """Raised when a setting has a wrong value; the message names the setting."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------
+    tootlake_home: Path = Field(default_factory=Path.cwd, description="project root; relative paths hang here")
+    lake_dir: Path = Path("var/lake")
+    checkpoint_dir: Path = Path("var/checkpoints")
+    state_dir: Path = Path("var/state")
+    log_dir: Path = Path("var/log")
+    jars_dir: Path = Path("jars")
+    shared_data_dir: Path = Path("../shared/data")
+
+    # --- Kafka -----------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = None  # unset: the embedded broker on 127.0.0.1:kafka_port
+    kafka_port: int = Field(19092, ge=1024, le=65535)
+    kafka_controller_port: int = Field(19093, ge=1024, le=65535)
+    kafka_topic: str = Field("mastodon-raw-posts", min_length=1)
+    kafka_partitions: int = Field(3, ge=1, le=1000)
+    kafka_heap: str = "512m"
+
+    # --- PostgreSQL ------------------------------------------------------------------------------
+    postgres_dsn: SecretStr | None = None  # unset: the embedded cluster on 127.0.0.1:postgres_port
+    postgres_port: int = Field(15432, ge=1024, le=65535)
+    postgres_db: str = "tootlake"
+    postgres_user: str = "tootlake"
+
+    # --- Oracle (no server here: tested with a fake connection, or for real when ORACLE_DSN is set)
+    oracle_dsn: SecretStr | None = None
+    oracle_user: str | None = None
+    oracle_password: SecretStr | None = None
+    oracle_wallet_dir: Path | None = None
+    oracle_wallet_password: SecretStr | None = None
+
+    # --- Mastodon source -------------------------------------------------------------------------
+    mastodon_instance: str = "https://mastodon.social"
+    mastodon_access_token: SecretStr | None = None  # optional for public data
+    mastodon_timeline: Literal["public", "local", "hashtag", "trending", "poll"] = "public"
+    mastodon_hashtag: str | None = None
+    mastodon_poll_interval_s: float = Field(30.0, gt=0)
+    replay_files: CsvList = Field(default_factory=list)
+    replay_rate: float = Field(0.0, ge=0, description="posts per second; 0 = as fast as possible")
+
+    # --- filters (applied by the producer on the plain text) --------------------------------------
+    filter_exclude_reblogs: bool = True
+    filter_languages: CsvList = Field(default_factory=list)  # empty: every language
+    filter_include_keywords: CsvList = Field(default_factory=list)
+    filter_exclude_keywords: CsvList = Field(default_factory=list)
+
+    # --- producer daemon -------------------------------------------------------------------------
+    producer_pid_file: Path = Path("var/run/producer.pid")
+    producer_log_file: Path = Path("var/log/producer.log")
+    producer_report_every_s: float = Field(10.0, gt=0)
+
+    # --- Spark -----------------------------------------------------------------------------------
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = Field(4, ge=1)
+
+    # --- gold ------------------------------------------------------------------------------------
+    active_min: int = Field(5, ge=1)
+
+    @field_validator("replay_files", "filter_languages", "filter_include_keywords",
+                     "filter_exclude_keywords", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("mastodon_instance")
+    @classmethod
+    def _instance_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be a URL such as https://mastodon.social")
+        return value.rstrip("/")
+
+    # --- derived ---------------------------------------------------------------------------------
+    def path(self, value: Path) -> Path:
+        """Resolve a configured path against the project root."""
+        return value if value.is_absolute() else (self.tootlake_home / value)
+
+    @cached_property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def uses_embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return self.postgres_dsn is None
+
+    def postgres_conninfo(self) -> str:
+        """libpq connection string (a secret: never log it)."""
+        if self.postgres_dsn is not None:
+            return self.postgres_dsn.get_secret_value()
+        return f"host=127.0.0.1 port={self.postgres_port} dbname={self.postgres_db} user={self.postgres_user}"
+
+    def table_path(self, logical_name: str) -> Path:
+        """`silver.posts` -> <lake>/silver/posts."""
+        layer, _, table = logical_name.partition(".")
+        return self.path(self.lake_dir) / layer / table
+
+    def checkpoint_path(self, job: str) -> Path:
+        return self.path(self.checkpoint_dir) / job
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and `.env`, failing with a message naming the bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("invalid setting(s): " + "; ".join(problems) + " (see .env.example)") from None

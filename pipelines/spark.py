@@ -1,0 +1,51 @@
+"""Builds the SparkSession every job uses: Delta Lake + the Kafka source, jars from `jars/spark`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from tootlake.pipelines.settings import Settings
+
+
+def spark_jars(settings: Settings) -> list[Path]:
+    jars = sorted(settings.path(settings.jars_dir).joinpath("spark").glob("*.jar"))
+    if not jars:
+        raise FileNotFoundError(
+            f"no Spark jars in {settings.path(settings.jars_dir) / 'spark'}: run `make setup` first"
+        )
+    return jars
+
+
+def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """A SparkSession with Delta and Kafka; reuses the active one under spark-submit."""
+    # Python workers must run the project's interpreter (onnxruntime, tokenizers live there).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, whatever the hostname says
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(os.environ.get("SPARK_MASTER_URL", settings.spark_master))
+        .config("spark.jars", ",".join(str(jar) for jar in spark_jars(settings)))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        # DuckDB / delta-rs read the same tables: keep deletion vectors off.
+        .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "false")
+        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
+    )
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

@@ -1,0 +1,1 @@
+"""tootlake: a Delta Lake lakehouse for Mastodon posts."""
