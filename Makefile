@@ -1,0 +1,42 @@
+# tootlake — the two commands a new user needs are `make demo` and `make test`.
+PY := .venv/bin/python
+TOOTLAKE := .venv/bin/tootlake
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit test-integration lint services-up services-down bench bench-bronze bench-models clean
+
+setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
+	bash scripts/setup.sh
+
+demo: setup       ## start Kafka + PostgreSQL, replay real posts through every layer, print what happened
+	$(TOOTLAKE) demo
+
+test: setup       ## the whole suite; starts the services it needs itself
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint:
+	.venv/bin/ruff check .
+
+services-up: setup
+	$(TOOTLAKE) services up
+
+services-down:
+	$(TOOTLAKE) services down
+
+bench: bench-bronze bench-models
+
+bench-bronze: setup
+	$(TOOTLAKE) bench bronze
+
+bench-models: setup
+	$(TOOTLAKE) bench models
+
+clean:            ## stop services and remove lake data, checkpoints and service state (keeps .venv and jars)
+	-$(TOOTLAKE) services down
+	rm -rf var

@@ -1,0 +1,76 @@
+"""Column contracts of the silver tables, shared by silver, gold and sync.
+
+`silver/posts`: one row per post (post_id), latest edit wins. A deleted post stays as a tombstone row
+with `is_deleted = true` (its content columns nulled) so that the sync stage and gold can follow the
+delete; gold ignores tombstones, sync deletes the post downstream.
+"""
+
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+PLATFORM_MASTODON = "mastodon"
+
+POSTS_SCHEMA = StructType(
+    [
+        StructField("post_id", StringType(), False),  # the Kafka key: status uri (stable across edits)
+        StructField("instance", StringType(), True),  # e.g. mastodon.social
+        StructField("status_id", StringType(), True),  # the instance-local id, as a string
+        StructField("url", StringType(), True),
+        StructField("account_id", StringType(), True),
+        StructField("account_acct", StringType(), True),  # user@instance or user for local accounts
+        StructField("account_username", StringType(), True),
+        StructField("account_display_name", StringType(), True),
+        StructField("created_at", TimestampType(), True),  # UTC
+        StructField("edited_at", TimestampType(), True),  # UTC, null when never edited
+        StructField("language", StringType(), True),
+        StructField("visibility", StringType(), True),  # public|unlisted|private|direct|limited
+        StructField("sensitive", BooleanType(), True),
+        StructField("spoiler_text", StringType(), True),  # content warning, kept apart from text
+        StructField("content_html", StringType(), True),
+        StructField("text", StringType(), True),  # plain text from content_html
+        StructField("text_length", IntegerType(), True),
+        StructField("hashtags", ArrayType(StringType()), True),  # lower-cased, no '#'
+        StructField("is_reblog", BooleanType(), True),
+        StructField("replies_count", LongType(), True),
+        StructField("reblogs_count", LongType(), True),
+        StructField("favourites_count", LongType(), True),
+        StructField("platform", StringType(), True),  # always "mastodon" for now
+        StructField("threat_label", StringType(), True),  # none|offensive|hate
+        StructField("threat_score", DoubleType(), True),  # probability of threat_label
+        StructField("threat_level", StringType(), True),  # NONE|LOW|MEDIUM|HIGH
+        StructField("contains_hate_speech", IntegerType(), True),  # 0/1
+        StructField("threat_model_version", StringType(), True),
+        StructField("sentiment_label", StringType(), True),  # negative|neutral|positive
+        StructField("sentiment_score", DoubleType(), True),
+        StructField("sentiment_model_version", StringType(), True),
+        StructField("processing_status", StringType(), True),  # SUCCESS|FAILED (scoring failed)
+        StructField("is_deleted", BooleanType(), False),
+        StructField("deleted_at", TimestampType(), True),
+        StructField("event_kind", StringType(), True),  # status|status.update|delete (last applied)
+        StructField("bronze_partition", IntegerType(), True),  # lineage: the Kafka record applied last
+        StructField("bronze_offset", LongType(), True),
+        StructField("ingested_at", TimestampType(), True),
+        StructField("updated_at", TimestampType(), False),  # when silver last changed the row
+    ]
+)
+
+QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("key", StringType(), True),
+        StructField("value", StringType(), True),  # the raw Kafka value, verbatim
+        StructField("rules", ArrayType(StringType()), False),  # every rule the record failed
+        StructField("reason", StringType(), True),  # a human-readable detail of the first failure
+        StructField("bronze_partition", IntegerType(), True),
+        StructField("bronze_offset", LongType(), True),
+        StructField("quarantined_at", TimestampType(), False),
+    ]
+)
