@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 class SettingsError(RuntimeError):
@@ -32,7 +31,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- where things live -------------------------------------------------------------------
-    tootlake_home: Path = Field(default_factory=Path.cwd, description="project root; relative paths hang here")
+    tootlake_home: Path = Field(default_factory=Path.cwd, description="project root for relative paths")
     lake_dir: Path = Path("var/lake")
     checkpoint_dir: Path = Path("var/checkpoints")
     state_dir: Path = Path("var/state")

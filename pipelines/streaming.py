@@ -1,0 +1,98 @@
+"""Shared plumbing for streaming jobs: triggers, progress lines and clean shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
+
+AVAILABLE_NOW = "available-now"
+_INTERVAL = re.compile(r"^\d+(\.\d+)?\s*(ms|milliseconds?|s|seconds?|m|minutes?)$")
+
+
+def parse_trigger(value: str) -> str:
+    """`available-now` or a processing interval such as `10 seconds`; argparse `type=`."""
+    value = value.strip()
+    if value == AVAILABLE_NOW or _INTERVAL.match(value):
+        return value
+    raise ValueError(f"trigger must be '{AVAILABLE_NOW}' or an interval like '10 seconds', got {value!r}")
+
+
+def apply_trigger(writer: DataStreamWriter, trigger: str) -> DataStreamWriter:
+    if trigger == AVAILABLE_NOW:
+        return writer.trigger(availableNow=True)
+    return writer.trigger(processingTime=trigger)
+
+
+@dataclass
+class QueryReport:
+    batches: int = 0
+    rows: int = 0
+    elapsed_s: float = 0.0
+    stopped_by_signal: bool = False
+    progress: list[dict] = field(default_factory=list)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.elapsed_s if self.elapsed_s else 0.0
+
+
+def run_query(
+    query: StreamingQuery,
+    label: str,
+    log: Callable[[str], None] = print,
+    poll_s: float = 2.0,
+) -> QueryReport:
+    """Wait for `query` to finish (available-now) or for SIGTERM/SIGINT, printing a line per batch.
+
+    On a signal the query is stopped between batches, so the checkpoint stays consistent and a restart
+    resumes exactly where this run ended.
+    """
+    stop = threading.Event()
+    previous = {}
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    report = QueryReport()
+    seen_batches: set[int] = set()
+    started = time.monotonic()
+    try:
+        while query.isActive and not stop.is_set():
+            query.awaitTermination(poll_s)
+            _collect(query, report, seen_batches, label, log)
+        if stop.is_set():
+            report.stopped_by_signal = True
+            log(f"[{label}] stopping on signal after the current batch")
+            query.stop()
+        query.awaitTermination()
+        _collect(query, report, seen_batches, label, log)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    report.elapsed_s = time.monotonic() - started
+    exception = query.exception()
+    if exception is not None:
+        raise RuntimeError(f"[{label}] streaming query failed: {exception}")
+    return report
+
+
+def _collect(query, report: QueryReport, seen: set[int], label: str, log: Callable[[str], None]) -> None:
+    for progress in query.recentProgress:
+        batch_id = progress.get("batchId")
+        if batch_id in seen:
+            continue
+        seen.add(batch_id)
+        rows = int(progress.get("numInputRows", 0))
+        if rows == 0 and report.batches:
+            continue
+        report.batches += 1
+        report.rows += rows
+        report.progress.append(progress)
+        rate = progress.get("processedRowsPerSecond") or 0.0
+        log(f"[{label}] batch {batch_id}: {rows} rows ({rate:.0f} rows/s), {report.rows} rows so far")
