@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     mastodon_timeline: Literal["public", "local", "hashtag", "trending", "poll"] = "public"
     mastodon_hashtag: str | None = None
     mastodon_poll_interval_s: float = Field(30.0, gt=0)
+    mastodon_ratelimit_method: Literal["pace", "wait", "throw"] = "pace"  # Mastodon.py rate-limit handling
     replay_files: CsvList = Field(default_factory=list)
     replay_rate: float = Field(0.0, ge=0, description="posts per second; 0 = as fast as possible")
 
@@ -79,6 +80,8 @@ class Settings(BaseSettings):
     producer_pid_file: Path = Path("var/run/producer.pid")
     producer_log_file: Path = Path("var/log/producer.log")
     producer_report_every_s: float = Field(10.0, gt=0)
+    producer_source: Literal["live", "replay"] = "replay"  # default for `tootlake producer run|start`
+    producer_compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = "lz4"
 
     # --- Spark -----------------------------------------------------------------------------------
     spark_master: str = "local[2]"
@@ -87,6 +90,8 @@ class Settings(BaseSettings):
 
     # --- gold ------------------------------------------------------------------------------------
     active_min: int = Field(5, ge=1)
+    gold_watermark_minutes: int = Field(10, ge=0)  # streaming 1-minute counts: allowed event-time delay
+    gold_stream_trigger_s: int = Field(30, ge=1)  # streaming 1-minute counts: micro-batch interval
 
     @field_validator("replay_files", "filter_languages", "filter_include_keywords",
                      "filter_exclude_keywords", mode="before")

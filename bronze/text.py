@@ -1,0 +1,127 @@
+"""Mastodon status HTML → plain text, and hashtag extraction.
+
+Pure functions (no I/O, no pyspark): the producer uses them for filters and silver reuses them for the
+`text` and `hashtags` columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from html.parser import HTMLParser
+
+# Elements that start a new line (or paragraph) in the rendered post.
+_PARAGRAPH_TAGS = frozenset({"p", "blockquote", "pre", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6"})
+_LINE_TAGS = frozenset({"li", "div", "tr"})
+_SKIP_TAGS = frozenset({"script", "style", "template"})
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+
+# Mastodon's own rule, simplified: `#` not preceded by a word char, `/`, `&` or `#` (URL fragments,
+# entities), followed by word chars of which at least one is not a digit ("#2023" is not a hashtag).
+_HASHTAG = re.compile(r"(?<![\w/&#])#(\w*[^\W\d]\w*)")
+
+
+class _TextExtractor(HTMLParser):
+    """Collects text runs and explicit breaks; whitespace is collapsed like a browser would."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)  # entities (&amp; &#39; …) decoded for us
+        self.parts: list[str | int] = []  # text runs, or 1 (<br>) / 2 (paragraph) breaks
+        self._skip_depth = 0
+        self._pre_depth = 0
+
+    # A break is kept as an int so runs of spaces around it can be trimmed later.
+    def _break(self, newlines: int) -> None:
+        self.parts.append(newlines)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip_depth += 1
+        elif tag == "br":
+            self._break(1)
+        elif tag in _PARAGRAPH_TAGS:
+            self._break(2)
+            if tag == "pre":
+                self._pre_depth += 1
+        elif tag in _LINE_TAGS:
+            self._break(1)
+        elif tag == "img":
+            # Inline images in content are custom emoji: keep their shortcode/alt text.
+            alt = dict(attrs).get("alt")
+            if alt:
+                self.parts.append(alt)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag in _SKIP_TAGS:
+            self._skip_depth -= 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip_depth = max(0, self._skip_depth - 1)
+        elif tag in _PARAGRAPH_TAGS:
+            self._break(2)
+            if tag == "pre":
+                self._pre_depth = max(0, self._pre_depth - 1)
+        elif tag in _LINE_TAGS:
+            self._break(1)
+
+    def handle_data(self, data: str) -> None:
+        if self._skip_depth:
+            return
+        if self._pre_depth:
+            self.parts.append(data.replace("\n", "\x00"))  # protected newline, restored at the end
+        else:
+            self.parts.append(data)
+
+
+def html_to_text(html: str | None) -> str:
+    """Plain text of a status' HTML `content` (or an account note).
+
+    `<br>` becomes a newline, paragraphs are separated by one blank line, links keep their full visible
+    text (Mastodon hides part of long URLs in `invisible` spans: we keep those parts, giving the full URL),
+    mentions and hashtags keep their `@`/`#`, custom emoji shortcodes (`:blobcat:`) stay as text, entities
+    are decoded and other whitespace is collapsed as a browser would. `None` or empty gives "".
+    """
+    if not html:
+        return ""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    out: list[str] = []
+    pending = 0  # newlines owed before the next text run
+    for part in parser.parts:
+        if isinstance(part, int):
+            # <br><br> is a blank line; a paragraph edge is one blank line however many tags meet there
+            pending = min(2, pending + part) if part == 1 else max(pending, 2)
+            continue
+        text = _SPACES.sub(" ", part)
+        if not text or (pending and not text.strip(" ")):
+            continue
+        if pending and out:
+            out[-1] = out[-1].rstrip(" ")
+            out.append("\n" * pending)
+            text = text.lstrip(" ")
+        elif out and out[-1].endswith((" ", "\n")) and text.startswith(" "):
+            text = text.lstrip(" ")
+        pending = 0
+        out.append(text)
+    return "".join(out).replace("\x00", "\n").strip()
+
+
+def hashtags(tags: Iterable[object] | None = None, text: str | None = None) -> list[str]:
+    """Lower-cased, de-duplicated hashtags (without `#`), in order of first appearance.
+
+    `tags` is the status' `tags` field (a list of `{"name": ..., "url": ...}` objects, or plain names);
+    `text` is plain text (see `html_to_text`) scanned for `#tag` words. Either or both may be given:
+    the `tags` field is authoritative, the text scan catches tags a client did not list.
+    """
+    seen: dict[str, None] = {}
+    for tag in tags or ():
+        name = tag.get("name") if isinstance(tag, dict) else tag
+        if isinstance(name, str) and name.strip().lstrip("#"):
+            seen.setdefault(name.strip().lstrip("#").lower(), None)
+    if text:
+        for match in _HASHTAG.finditer(text):
+            seen.setdefault(match.group(1).lower(), None)
+    return list(seen)
