@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 _PARAGRAPH_TAGS = frozenset({"p", "blockquote", "pre", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6"})
 _LINE_TAGS = frozenset({"li", "div", "tr"})
 _SKIP_TAGS = frozenset({"script", "style", "template"})
+_BR, _LINE, _PARA = 1, 2, 3  # break kinds: <br> adds up, line/paragraph edges do not
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 
 # Mastodon's own rule, simplified: `#` not preceded by a word char, `/`, `&` or `#` (URL fragments,
@@ -26,25 +27,25 @@ class _TextExtractor(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)  # entities (&amp; &#39; …) decoded for us
-        self.parts: list[str | int] = []  # text runs, or 1 (<br>) / 2 (paragraph) breaks
+        self.parts: list[str | int] = []  # text runs, or break kinds (_BR, _LINE, _PARA)
         self._skip_depth = 0
         self._pre_depth = 0
 
     # A break is kept as an int so runs of spaces around it can be trimmed later.
-    def _break(self, newlines: int) -> None:
-        self.parts.append(newlines)
+    def _break(self, kind: int) -> None:
+        self.parts.append(kind)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP_TAGS:
             self._skip_depth += 1
         elif tag == "br":
-            self._break(1)
+            self._break(_BR)
         elif tag in _PARAGRAPH_TAGS:
-            self._break(2)
+            self._break(_PARA)
             if tag == "pre":
                 self._pre_depth += 1
         elif tag in _LINE_TAGS:
-            self._break(1)
+            self._break(_LINE)
         elif tag == "img":
             # Inline images in content are custom emoji: keep their shortcode/alt text.
             alt = dict(attrs).get("alt")
@@ -60,17 +61,18 @@ class _TextExtractor(HTMLParser):
         if tag in _SKIP_TAGS:
             self._skip_depth = max(0, self._skip_depth - 1)
         elif tag in _PARAGRAPH_TAGS:
-            self._break(2)
+            self._break(_PARA)
             if tag == "pre":
                 self._pre_depth = max(0, self._pre_depth - 1)
         elif tag in _LINE_TAGS:
-            self._break(1)
+            self._break(_LINE)
 
     def handle_data(self, data: str) -> None:
         if self._skip_depth:
             return
         if self._pre_depth:
-            self.parts.append(data.replace("\n", "\x00"))  # protected newline, restored at the end
+            # protected whitespace, restored at the end
+            self.parts.append(data.replace("\n", "\x00").replace(" ", "\x01").replace("\t", "\x02"))
         else:
             self.parts.append(data)
 
@@ -92,8 +94,8 @@ def html_to_text(html: str | None) -> str:
     pending = 0  # newlines owed before the next text run
     for part in parser.parts:
         if isinstance(part, int):
-            # <br><br> is a blank line; a paragraph edge is one blank line however many tags meet there
-            pending = min(2, pending + part) if part == 1 else max(pending, 2)
+            # <br><br> is a blank line; a line/paragraph edge is one break however many tags meet there
+            pending = min(2, pending + 1) if part == _BR else max(pending, 1 if part == _LINE else 2)
             continue
         text = _SPACES.sub(" ", part)
         if not text or (pending and not text.strip(" ")):
@@ -106,7 +108,8 @@ def html_to_text(html: str | None) -> str:
             text = text.lstrip(" ")
         pending = 0
         out.append(text)
-    return "".join(out).replace("\x00", "\n").strip()
+    text = "".join(out).strip()
+    return text.replace("\x00", "\n").replace("\x01", " ").replace("\x02", "\t")
 
 
 def hashtags(tags: Iterable[object] | None = None, text: str | None = None) -> list[str]:

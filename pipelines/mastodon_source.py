@@ -223,7 +223,7 @@ class ReplaySource:
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"invalid JSON: {exc.msg} at column {exc.colno}"
+        return f"invalid JSON: {exc.msg}, column {exc.colno}"
     return str(exc)
 
 
