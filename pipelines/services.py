@@ -405,7 +405,11 @@ def postgres_data_dir(settings: Settings) -> Path:
 
 
 def postgres_log_file(settings: Settings) -> Path:
-    return settings.path(settings.log_dir) / "postgres.log"
+    """`<log>/postgres.log`, or `<data dir>/log/postgres.log` when the server's user cannot reach `<log>`."""
+    log_dir = settings.path(settings.log_dir).resolve()
+    if _is_root() and not _others_can_traverse(log_dir.parent):
+        return postgres_data_dir(settings) / "log" / "postgres.log"
+    return log_dir / "postgres.log"
 
 
 def _pg_user() -> pwd.struct_passwd | None:
@@ -503,7 +507,10 @@ def start_postgres(settings: Settings, timeout: int = 60) -> ServiceStatus:
             _pg_run(["initdb", "-D", str(data_dir), "-A", "trust", "-U", settings.postgres_user,
                      "-E", "UTF8", "--locale=C.UTF-8"], cwd=data_dir)
         log_file = postgres_log_file(settings)
-        log_file.parent.mkdir(parents=True, exist_ok=True)
+        if not log_file.parent.exists():
+            log_file.parent.mkdir(parents=True)
+            if log_file.parent.parent == data_dir:
+                _chown_to_pg(log_file.parent)
         log_file.touch()
         _chown_to_pg(log_file)  # pg_ctl opens it as the server's user
         opts = (f"-p {settings.postgres_port} -k '{_socket_dir(data_dir)}' "
@@ -511,8 +518,8 @@ def start_postgres(settings: Settings, timeout: int = 60) -> ServiceStatus:
         result = _pg_run(["pg_ctl", "-D", str(data_dir), "-o", opts, "-l", str(log_file), "-w",
                           "-t", str(timeout), "start"], cwd=data_dir, check=False)
         if result.returncode != 0:
-            raise ServiceError(f"PostgreSQL did not start (pg_ctl exit {result.returncode}); last lines of "
-                               f"{log_file}:\n{_tail(log_file)}")
+            raise ServiceError(f"PostgreSQL did not start (pg_ctl exit {result.returncode}): "
+                               f"{result.stderr.strip()}\nlast lines of {log_file}:\n{_tail(log_file)}")
     _ensure_database(settings)
     status = postgres_status(settings)
     if not current.running:

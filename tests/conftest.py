@@ -1,15 +1,17 @@
 """Session fixtures shared by every test: settings, the embedded services, a Spark session, the shared data.
 
 Tests never touch the demo's services or lake: their settings use their own ports (Kafka 29092/29093,
-PostgreSQL 25432; override with TOOTLAKE_TEST_KAFKA_PORT, TOOTLAKE_TEST_KAFKA_CONTROLLER_PORT,
+PostgreSQL 29432; override with TOOTLAKE_TEST_KAFKA_PORT, TOOTLAKE_TEST_KAFKA_CONTROLLER_PORT,
 TOOTLAKE_TEST_POSTGRES_PORT), their own service state and logs under var/test/, and a fresh temporary lake
 and checkpoint folder per session. Kafka topics and PostgreSQL tables persist between sessions on the
 test broker/cluster, so use a unique topic/table name per test (e.g. with `unique_name`).
 
 Services: the `kafka_bootstrap` and `postgres_conninfo` fixtures start a service only when a test asks for
-it. A service the fixture started is stopped at the end of the session (one that was already running is
-left running); set TOOTLAKE_KEEP_SERVICES=1 to keep them up for faster re-runs. When KAFKA_BOOTSTRAP_SERVERS
-or POSTGRES_DSN is set, that external service is used and never started or stopped.
+it. Outside CI, services are left running at the end (re-runs skip the ~10 s broker start, and several
+pytest sessions may share them: stopping would pull them from under another session); stop them with
+`make test-services-down`. With CI=true (or TOOTLAKE_STOP_SERVICES=1) the services this session started are
+stopped at the end (ones already running are left alone). When KAFKA_BOOTSTRAP_SERVERS or POSTGRES_DSN is
+set, that external service is used and never started or stopped.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         shared_data_dir=SHARED_DATA,
         kafka_port=_port("TOOTLAKE_TEST_KAFKA_PORT", 29092),
         kafka_controller_port=_port("TOOTLAKE_TEST_KAFKA_CONTROLLER_PORT", 29093),
-        postgres_port=_port("TOOTLAKE_TEST_POSTGRES_PORT", 25432),
+        postgres_port=_port("TOOTLAKE_TEST_POSTGRES_PORT", 29432),
         spark_master="local[2]",
         spark_shuffle_partitions=2,
         spark_driver_memory="1g",
@@ -71,7 +73,8 @@ class _ServiceGuard:
             self.started.add(name)
 
     def close(self) -> None:
-        if os.environ.get("TOOTLAKE_KEEP_SERVICES") == "1":
+        ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+        if not (ci or os.environ.get("TOOTLAKE_STOP_SERVICES") == "1"):
             return
         if "kafka" in self.started:
             services.stop_kafka(self.settings)

@@ -28,8 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    logging.getLogger("tootlake.kafka.admin").setLevel(logging.CRITICAL)
+    # Progress lines from the services module go to stdout for the length of the command.
+    progress = logging.StreamHandler(sys.stdout)
+    progress.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(services.__name__)
+    logger.addHandler(progress)
+    logger.setLevel(logging.INFO)
+    try:
+        return _run(args)
+    finally:
+        logger.removeHandler(progress)
+
+
+def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     kafka = args.only in (None, "kafka")
     postgres = args.only in (None, "postgres")
