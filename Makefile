@@ -3,7 +3,7 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration lint services-up services-down bench bench-bronze bench-models clean
+.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models clean
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
@@ -29,6 +29,11 @@ services-up: setup
 services-down:
 	$(TOOTLAKE) services down
 
+# The tests' own broker and cluster (ports and state from tests/conftest.py), left running between runs.
+TEST_SERVICES_ENV := STATE_DIR=var/test/state LOG_DIR=var/test/log KAFKA_PORT=29092 KAFKA_CONTROLLER_PORT=29093 POSTGRES_PORT=29432
+test-services-down:
+	$(TEST_SERVICES_ENV) $(TOOTLAKE) services down
+
 bench: bench-bronze bench-models
 
 bench-bronze: setup
@@ -39,4 +44,5 @@ bench-models: setup
 
 clean:            ## stop services and remove lake data, checkpoints and service state (keeps .venv and jars)
 	-$(TOOTLAKE) services down
+	-$(TEST_SERVICES_ENV) $(TOOTLAKE) services down
 	rm -rf var
