@@ -74,10 +74,13 @@ class MastodonSource(Protocol):
         """Stop as soon as possible (called from a signal handler: must not block)."""
 
 
-def status_event(kind: EventKind, status: Mapping[str, Any], instance: str,
-                 fetched_at: datetime) -> SourceEvent:
-    """A `status`/`status.update` event from a status as received (Mastodon.py object or parsed JSON)."""
-    plain = to_jsonable(check_status(status))
+def status_event(kind: EventKind, status: Mapping[str, Any], instance: str, fetched_at: datetime,
+                 is_json: bool = False) -> SourceEvent:
+    """A `status`/`status.update` event from a status as received (Mastodon.py object or parsed JSON).
+
+    `is_json`: the status came from `json.loads` (replay), so the round trip to plain JSON is skipped.
+    """
+    plain = check_status(status) if is_json else to_jsonable(check_status(status))
     return SourceEvent(kind, plain, status_id_str(plain["id"]), instance_host(instance), fetched_at)
 
 
@@ -156,7 +159,7 @@ class ReplaySource:
     def _jsonl_events(self, path: Path) -> Iterator[SourceEvent]:
         sample: list[Mapping[str, Any]] = []
         with path.open(encoding="utf-8", errors="replace") as fh:
-            for line in itertools.islice(fh, 500):
+            for line in itertools.islice(fh, 200):  # enough local accounts to tell
                 try:
                     _, payload = unwrap(json.loads(line))
                     if isinstance(payload, Mapping):
@@ -218,7 +221,7 @@ class ReplaySource:
             raise MalformedRecord(f"unknown event kind {kind!r}")
         if not isinstance(payload, Mapping):
             raise MalformedRecord(f"expected a JSON object, got {type(payload).__name__}")
-        return status_event(kind, payload, instance, self.clock())  # type: ignore[arg-type]
+        return status_event(kind, payload, instance, self.clock(), is_json=True)  # type: ignore[arg-type]
 
 
 def _reason(exc: Exception) -> str:

@@ -106,6 +106,9 @@ def run_producer(settings: Settings, args: argparse.Namespace, pid_file: Path | 
         echo = print if args.dry_run else None
         report = produce_events(settings, source, dry_run=args.dry_run, max_events=args.max_events,
                                 stop=stop, echo=echo)
+    except RuntimeError as exc:  # Kafka unreachable and the like: say what to do, no traceback
+        print(f"tootlake produce: {exc}", file=sys.stderr)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
