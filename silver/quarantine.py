@@ -1,0 +1,158 @@
+"""Quarantine rules: each one a name, a predicate on a parsed record (true = the record FAILS) and a detail.
+
+`with_rule_failures(parsed, now)` adds `rules` (every rule the record failed, in the order below; empty
+when usable) and `reason` (the detail of the first failure). `quarantine(judged, quarantined_at)` shapes
+the failed records for `silver/posts_quarantine`: one row per rejected bronze record, never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from tootlake.silver.schema import QUARANTINE_SCHEMA
+from tootlake.silver.timestamps import MASTODON_EPOCH, spark_literal, utc_timestamp
+
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+EVENT_KINDS = ("status", "status.update", "delete")
+# HTML `content` above this many characters is not a post we can use (Mastodon's default limit is 500
+# characters of text; servers that allow long posts stay far below this even with markup).
+DEFAULT_MAX_CONTENT_CHARS = 50_000
+# Instance clocks drift: a post a few minutes "in the future" is clock skew, not a bad record.
+DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
+
+# JSON types an id may have: a string (REST API) or an integer (Mastodon.py dumps).
+_ID_TYPES = r"^(STRING|BIGINT|INT|SMALLINT|TINYINT|DECIMAL\([0-9]+,0\))$"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    fails: Callable[[DataFrame], Column]  # given the judged frame's columns, true when the record fails
+    detail: str
+
+
+def _blank(col: Column) -> Column:
+    return col.isNull() | (F.trim(col) == "")
+
+
+def _is_status_event(df: DataFrame) -> Column:
+    # Rules about content only apply to status events: a delete carries nothing but the id.
+    return F.coalesce(df["event"] != "delete", F.lit(True))
+
+
+def _bad_id_type(type_col: Column) -> Column:
+    return type_col.isNotNull() & ~type_col.rlike(_ID_TYPES)
+
+
+def rules(now: datetime, max_content_chars: int, future_tolerance: timedelta) -> list[Rule]:
+    """The rules, in the order they are reported. `now` is passed in: the transform holds no clock."""
+    latest = spark_literal(now + future_tolerance)
+    earliest = spark_literal(MASTODON_EPOCH)
+    valid = lambda df: df["is_valid_json"] & df["value_type"].startswith("OBJECT")  # noqa: E731
+    status = lambda df: valid(df) & _is_status_event(df)  # noqa: E731
+    return [
+        Rule("invalid_json", lambda df: ~F.coalesce(valid(df), F.lit(False)),
+             "the Kafka value is not a JSON object"),
+        Rule("unknown_schema_version",
+             lambda df: valid(df)
+             & ~F.coalesce(df["schema_version"].isin(*SUPPORTED_SCHEMA_VERSIONS), F.lit(False)),
+             f"envelope schema_version is missing or not one of {SUPPORTED_SCHEMA_VERSIONS}"),
+        Rule("unknown_event",
+             lambda df: valid(df) & ~F.coalesce(df["event"].isin(*EVENT_KINDS), F.lit(False)),
+             f"envelope event is missing or not one of {EVENT_KINDS}"),
+        Rule("wrong_type",
+             lambda df: valid(df) & (
+                 df["envelope_corrupt"]
+                 | df["status_corrupt"]
+                 | ~F.coalesce(df["status_type"].startswith("OBJECT"), F.lit(False))
+                 | _bad_id_type(df["id_type"])
+                 | (df["account_type"].isNotNull() & ~df["account_type"].startswith("OBJECT"))
+                 | _bad_id_type(df["account_id_type"])
+             ),
+             "a field has the wrong JSON type (status not an object, id not a string/integer, "
+             "boolean/count/account fields of another type)"),
+        Rule("missing_id", lambda df: valid(df) & (_blank(df["status_id"]) | _blank(df["post_id"])),
+             "status.id is missing, so the post key cannot be built"),
+        Rule("missing_created_at", lambda df: status(df) & _blank(df["created_at_raw"]),
+             "status.created_at is missing"),
+        Rule("missing_account", lambda df: status(df) & _blank(df["account_id"]),
+             "status.account (with an id) is missing"),
+        Rule("invalid_timestamp",
+             lambda df: status(df) & (
+                 (~_blank(df["created_at_raw"]) & df["created_at"].isNull())
+                 | (~_blank(df["edited_at_raw"]) & df["edited_at"].isNull())
+             ),
+             "created_at or edited_at is not a timestamp in any known form"),
+        Rule("oversized_content",
+             lambda df: status(df) & F.coalesce(F.length("content_html") > max_content_chars, F.lit(False)),
+             f"status.content is longer than {max_content_chars} characters"),
+        Rule("created_at_in_future",
+             lambda df: status(df) & F.coalesce(df["created_at"] > latest, F.lit(False)),
+             f"created_at is more than {future_tolerance} after the time of processing"),
+        Rule("created_at_before_mastodon",
+             lambda df: status(df) & F.coalesce(df["created_at"] < earliest, F.lit(False)),
+             f"created_at is before Mastodon existed ({MASTODON_EPOCH.date()})"),
+    ]
+
+
+RULE_NAMES = (
+    "invalid_json",
+    "unknown_schema_version",
+    "unknown_event",
+    "wrong_type",
+    "missing_id",
+    "missing_created_at",
+    "missing_account",
+    "invalid_timestamp",
+    "oversized_content",
+    "created_at_in_future",
+    "created_at_before_mastodon",
+)
+
+
+def with_rule_failures(
+    parsed: DataFrame,
+    now: datetime,
+    max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+    future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE,
+) -> DataFrame:
+    """Same grain as `parsed` (one row per bronze record) + post_id, UTC created_at/edited_at, rules,
+    reason."""
+    df = parsed.withColumns(
+        {
+            # The post key is the Kafka key; a record without one gets the same rule's key rebuilt.
+            "post_id": F.coalesce(
+                F.when(~_blank(F.col("key")), F.col("key")),
+                F.when(~_blank(F.col("instance")) & ~_blank(F.col("status_id")),
+                       F.concat_ws("/", "instance", "status_id")),
+            ),
+            "created_at": utc_timestamp(F.col("created_at_raw")),
+            "edited_at": utc_timestamp(F.col("edited_at_raw")),
+        }
+    )
+    checks = rules(now, max_content_chars, future_tolerance)
+    failed = [F.when(F.coalesce(rule.fails(df), F.lit(False)), F.lit(rule.name)) for rule in checks]
+    details = {rule.name: rule.detail for rule in checks}
+    df = df.withColumn("rules", F.filter(F.array(*failed), lambda name: name.isNotNull()))
+    reason = F.lit(None).cast("string")
+    for name, detail in reversed(details.items()):
+        reason = F.when(F.get(F.col("rules"), 0) == name, F.lit(detail)).otherwise(reason)
+    return df.withColumn("reason", reason)
+
+
+def quarantine(judged: DataFrame, quarantined_at: Column) -> DataFrame:
+    """One row per rejected bronze record (QUARANTINE_SCHEMA): raw key/value, failed rules, lineage."""
+    failed = judged.where(F.size("rules") > 0)
+    return failed.select(
+        *[
+            (quarantined_at if field.name == "quarantined_at" else F.col(field.name))
+            .cast(field.dataType)
+            .alias(field.name)
+            for field in QUARANTINE_SCHEMA.fields
+        ]
+    )
