@@ -81,7 +81,8 @@ def build_source(settings: Settings, args: argparse.Namespace) -> Any:
     source = args.source or settings.producer_source
     if source == "live":
         return LiveSource(settings, mode=args.timeline, hashtag=args.hashtag)
-    src = replay_source(settings, files=args.files, rate=args.rate, instance=args.instance)
+    files = [Path(f).resolve() for f in args.files] if args.files else None  # relative to the shell's cwd
+    src = replay_source(settings, files=files, rate=args.rate, instance=args.instance)
     missing = [str(f) for f in src.files if not f.is_file()]
     if missing:
         raise SystemExit(f"tootlake produce: replay file(s) not found: {', '.join(missing)} "

@@ -216,3 +216,31 @@ def test_make_client_uses_settings_without_network(tmp_path: Path) -> None:
     assert client.api_base_url == "https://mastodon.example"
     assert client.ratelimit_method == "wait"
     assert client.access_token == "secret-token"
+
+
+def test_sigterm_stops_a_live_dry_run_cleanly(settings, monkeypatch, capsys) -> None:
+    """`tootlake produce --source live`: SIGTERM stops the stream, flushes and exits 0 with a final count."""
+    import argparse
+    import os
+    import signal
+
+    from tootlake.pipelines import mastodon_source
+    from tootlake.pipelines.commands.produce import run_producer
+
+    class EndlessStream:
+        def stream_public(self, listener, **kwargs) -> None:
+            listener.handle_stream(FakeResponse(SSE_CASSETTES.read_bytes()))
+            while True:  # then an idle connection, as a quiet public stream is
+                time.sleep(0.05)
+                listener.handle_heartbeat()
+
+    monkeypatch.setattr(mastodon_source, "make_client", lambda _settings: EndlessStream())
+    args = argparse.Namespace(source="live", files=None, max_events=None, rate=None, instance=None,
+                              timeline="public", hashtag=None, dry_run=True)
+    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    started = time.monotonic()
+    assert run_producer(settings, args) == 0
+    assert time.monotonic() - started < 10
+    out = capsys.readouterr().out
+    assert "stopped by signal; dry run: built 5 (delete 1, status 3, status.update 1)" in out
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
