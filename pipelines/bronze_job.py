@@ -7,6 +7,8 @@ SIGKILL) re-runs the unfinished batch with the same offsets and Delta skips a ba
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -51,6 +53,7 @@ def run_bronze(
     starting_offsets: str = "earliest",
     trigger: str = "available-now",
     max_offsets_per_trigger: int | None = None,
+    log: Callable[[str], None] = print,
 ) -> QueryReport:
     query = start_bronze_query(spark, settings, starting_offsets, trigger, max_offsets_per_trigger)
-    return run_query(query, "bronze")
+    return run_query(query, "bronze", log=log)

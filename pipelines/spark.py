@@ -28,7 +28,7 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, whatever the hostname says
     builder = (
         SparkSession.builder.appName(app_name)
-        .master(os.environ.get("SPARK_MASTER_URL", settings.spark_master))
+        .master(settings.spark_master)
         .config("spark.jars", ",".join(str(jar) for jar in spark_jars(settings)))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
