@@ -107,24 +107,30 @@ def ensure_topic(settings: Any, timeout_s: float = 15.0) -> int:
     return settings.kafka_partitions
 
 
-class _Throughput:
-    """Logs a throughput line every `every_s` seconds."""
+class _Reporter(threading.Thread):
+    """Logs a throughput line every `every_s` seconds, also while the source is quiet (a live stream),
+    and serves delivery callbacks meanwhile so `delivered` stays current."""
 
-    def __init__(self, every_s: float, report: ProduceReport) -> None:
-        self.every_s, self.report = every_s, report
-        self.started = self.last_at = time.monotonic()
-        self.last_count = 0
+    def __init__(self, every_s: float, report: ProduceReport, producer: Any) -> None:
+        super().__init__(name="producer-report", daemon=True)
+        self.every_s, self.report, self.producer = every_s, report, producer
+        self.last_at, self.last_count = time.monotonic(), 0
+        self.done = threading.Event()
 
-    def tick(self, force: bool = False) -> None:
+    def line(self) -> None:
         now = time.monotonic()
-        if not force and now - self.last_at < self.every_s:
-            return
         count = self.report.produced
         window = (count - self.last_count) / max(now - self.last_at, 1e-9)
         log.info("%s %d, delivered %d, failed %d, filtered %d (%.0f msg/s last %.0f s)",
                  "built" if self.report.dry_run else "produced", count, self.report.delivered,
                  self.report.failed, self.report.skipped_by_filter, window, now - self.last_at)
         self.last_at, self.last_count = now, count
+
+    def run(self) -> None:
+        while not self.done.wait(self.every_s):
+            if self.producer is not None:
+                self.producer.poll(0)
+            self.line()
 
 
 def produce_events(
@@ -156,16 +162,20 @@ def produce_events(
         ensure_topic(settings)
         producer = Producer(producer_config(settings))
 
+    counts_lock = threading.Lock()  # callbacks run in whichever thread polls: main or reporter
+
     def on_delivery(err: Any, _msg: Any) -> None:
-        if err is None:
-            report.delivered += 1
-        else:
+        with counts_lock:
+            if err is None:
+                report.delivered += 1
+                return
             report.failed += 1
-            if report.failed <= 10:
-                log.error("delivery failed: %s", err)
+        if report.failed <= 10:
+            log.error("delivery failed: %s", err)
 
     started = time.monotonic()
-    throughput = _Throughput(settings.producer_report_every_s, report)
+    reporter = _Reporter(settings.producer_report_every_s, report, producer)
+    reporter.start()
     try:
         for event in events:
             if stop.is_set() or (max_events is not None and report.produced >= max_events):
@@ -184,18 +194,19 @@ def produce_events(
                     echo(f"{key.decode()}\t{event.kind}\t{len(value)} bytes")
             else:
                 _produce(producer, settings.kafka_topic, key, value, on_delivery)
-            throughput.tick()
             if max_events is not None and report.produced >= max_events:
                 break
     finally:
         report.malformed = int(getattr(events, "malformed", 0))
+        reporter.done.set()
+        reporter.join()
         if producer is not None:
             remaining = producer.flush(flush_timeout_s)
             if remaining:
                 log.error("%d message(s) still undelivered after %.0f s flush", remaining, flush_timeout_s)
                 report.failed += remaining
         report.elapsed_s = time.monotonic() - started
-        throughput.tick(force=True)
+        reporter.line()
         log.debug("%s", report.summary())
     return report
 
