@@ -10,6 +10,7 @@ import importlib
 # (command, entry-point module, one-line help)
 LAYER_JOBS = [
     ("bronze", "tootlake.pipelines.jobs.bronze", "Kafka -> Delta bronze/posts_raw"),
+    ("gold", "tootlake.pipelines.jobs.gold", "silver/posts -> Delta gold tables (batch, or --stream)"),
 ]
 
 

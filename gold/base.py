@@ -1,0 +1,41 @@
+"""Shared building blocks of the gold tables: which silver rows count, and the derived keys.
+
+Definitions every gold table shares (the tests recompute them independently):
+- a *live post* is a silver row with `is_deleted = false` and a `created_at` (tombstones are ignored);
+- `post_date` / `hour_start` are the UTC day / hour of `created_at` (silver stores UTC);
+- `user_acct` is `account_acct`, qualified with `@<instance>` when it is a local acct without a domain, so
+  that `alice` on two instances are two users;
+- a post's hashtags are its distinct, lower-cased, non-empty `hashtags` (repeated in one post: counted once).
+"""
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+UNKNOWN_LANGUAGE = "und"  # ISO 639 "undetermined": posts whose language is null
+
+
+def user_acct() -> Column:
+    acct = F.col("account_acct")
+    return (
+        F.when(acct.contains("@") | F.col("instance").isNull(), acct)
+        .otherwise(F.concat(acct, F.lit("@"), F.col("instance")))
+    )
+
+
+def live_posts(silver_posts: DataFrame) -> DataFrame:
+    """One row per live (not deleted) silver post, with post_date, hour_start and user_acct added."""
+    return (
+        silver_posts.where(~F.col("is_deleted") & F.col("created_at").isNotNull())
+        .withColumn("post_date", F.to_date("created_at"))
+        .withColumn("hour_start", F.date_trunc("hour", "created_at"))
+        .withColumn("user_acct", user_acct())
+    )
+
+
+def post_hashtags(silver_posts: DataFrame) -> DataFrame:
+    """One row per live post and distinct hashtag; posts without hashtags have no row."""
+    tags = F.array_distinct(
+        F.filter(F.transform(F.coalesce("hashtags", F.array()), lambda t: F.lower(F.trim(t))),
+                 lambda t: t.isNotNull() & (F.length(t) > 0))
+    )
+    return live_posts(silver_posts).withColumn("hashtag", F.explode(tags))

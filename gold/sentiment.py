@@ -1,0 +1,43 @@
+"""Sentiment summaries from silver's sentiment model (sentiment_label negative|neutral|positive).
+
+Shared measures: `posts` live posts; `<label>_posts` per label; `scored_posts` with a label and
+`unscored_posts` with a null one; `positive_share` / `negative_share` over scored posts; `net_sentiment` =
+(positive - negative) / scored (each null when no post is scored).
+"""
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from tootlake.gold.base import live_posts, post_hashtags
+
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+
+
+def _count_if(condition: Column) -> Column:
+    return F.sum(F.when(condition, 1).otherwise(0)).cast("long")
+
+
+def sentiment_measures() -> list[Column]:
+    label = F.lower(F.col("sentiment_label"))
+    scored = F.count("sentiment_label")
+    positive = _count_if(label == "positive")
+    negative = _count_if(label == "negative")
+    return [
+        F.count("*").alias("posts"),
+        *[_count_if(label == name).alias(f"{name}_posts") for name in SENTIMENT_LABELS],
+        scored.alias("scored_posts"),
+        (F.count("*") - scored).alias("unscored_posts"),
+        F.when(scored > 0, positive / scored).alias("positive_share"),
+        F.when(scored > 0, negative / scored).alias("negative_share"),
+        F.when(scored > 0, (positive - negative) / scored).alias("net_sentiment"),
+    ]
+
+
+def sentiment_daily(silver_posts: DataFrame) -> DataFrame:
+    """One row per UTC day with at least one live post: posts per sentiment label and shares."""
+    return live_posts(silver_posts).groupBy("post_date").agg(*sentiment_measures())
+
+
+def sentiment_by_hashtag(silver_posts: DataFrame) -> DataFrame:
+    """One row per hashtag (all time): sentiment label counts and shares of live posts carrying it."""
+    return post_hashtags(silver_posts).groupBy("hashtag").agg(*sentiment_measures())

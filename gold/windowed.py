@@ -1,0 +1,45 @@
+"""1-minute event-time windows for the streaming post counts (the stateful part lives in pipelines).
+
+Event time is silver's `created_at`. A micro-batch's watermark is the maximum event time seen in all
+*earlier* batches minus the allowed delay (Spark's own rule). A row is *late* when its window has already
+closed, i.e. its window end <= watermark: it is not added to the window but counted as a late event.
+"""
+
+from datetime import datetime, timedelta
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from tootlake.gold.base import live_posts
+
+WINDOW = "1 minute"
+
+
+def with_minute_window(silver_posts: DataFrame) -> DataFrame:
+    """One row per live post with its tumbling 1-minute window [window_start, window_end)."""
+    start = F.date_trunc("minute", "created_at")
+    return (
+        live_posts(silver_posts)
+        .withColumn("window_start", start)
+        .withColumn("window_end", start + F.expr(f"INTERVAL {WINDOW}"))
+    )
+
+
+def posts_per_minute(silver_posts: DataFrame) -> DataFrame:
+    """One row per 1-minute event-time window with at least one live post: posts in that window."""
+    return with_minute_window(silver_posts).groupBy("window_start", "window_end").agg(
+        F.count("*").alias("posts")
+    )
+
+
+def watermark_for(previous_max_event_time: datetime | None, delay: timedelta) -> datetime | None:
+    """The watermark of the next batch: max event time seen so far minus the delay (None before any data)."""
+    return None if previous_max_event_time is None else previous_max_event_time - delay
+
+
+def split_late(windowed_posts: DataFrame, watermark: datetime | None) -> tuple[DataFrame, DataFrame]:
+    """(on-time rows, late rows) of `with_minute_window` output: late = window end <= watermark."""
+    if watermark is None:
+        return windowed_posts, windowed_posts.limit(0)
+    late = F.col("window_end") <= F.lit(watermark).cast("timestamp")
+    return windowed_posts.where(~late), windowed_posts.where(late)
