@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     postgres_db: str = "tootlake"
     postgres_user: str = "tootlake"
 
+    # --- sync (silver -> PostgreSQL / Oracle) ------------------------------------------------------
+    sync_retry_attempts: int = Field(5, ge=1, le=100)  # tries per batch when the connection is lost
+    sync_retry_base_s: float = Field(1.0, gt=0)  # back-off: base * 2**n seconds, capped at sync_retry_max_s
+    sync_retry_max_s: float = Field(30.0, gt=0)
+
     # --- Oracle (no server here: tested with a fake connection, or for real when ORACLE_DSN is set)
     oracle_dsn: SecretStr | None = None
     oracle_user: str | None = None

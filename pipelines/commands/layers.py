@@ -11,6 +11,7 @@ import importlib
 LAYER_JOBS = [
     ("bronze", "tootlake.pipelines.jobs.bronze", "Kafka -> Delta bronze/posts_raw"),
     ("gold", "tootlake.pipelines.jobs.gold", "silver/posts -> Delta gold tables (batch, or --stream)"),
+    ("sync", "tootlake.pipelines.jobs.sync", "silver/posts + gold -> PostgreSQL / Oracle (newer wins)"),
 ]
 
 

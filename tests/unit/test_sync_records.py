@@ -1,0 +1,102 @@
+"""Sync staging rows: mapping from silver, text policy, dedup, COPY encoding (no database needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from tootlake.pipelines.sync import records
+from tootlake.pipelines.sync.postgres import copy_payload, copy_value
+from tootlake.pipelines.sync.records import STAGE_NAMES, clean_text, latest_per_post, stage_row, stage_rows
+from tootlake.silver.schema import POSTS_SCHEMA
+
+T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+
+def silver(post_id: str = "https://m.example/users/a/statuses/1", updated_at=T0, **overrides) -> dict:
+    row = {field.name: None for field in POSTS_SCHEMA.fields}
+    row.update(post_id=post_id, is_deleted=False, platform="mastodon", hashtags=["news", "art"],
+               account_username="alice", text="hello", created_at=T0, updated_at=updated_at,
+               processing_status="SUCCESS", threat_score=0.25, contains_hate_speech=0)
+    row.update(overrides)
+    return row
+
+
+def col(row: tuple, name: str):
+    return row[STAGE_NAMES.index(name)]
+
+
+def test_every_silver_column_read_by_sync_exists_in_the_contract():
+    assert set(records.SILVER_COLUMNS) <= set(POSTS_SCHEMA.fieldNames())
+
+
+def test_stage_row_maps_the_older_systems_columns():
+    row = stage_row(silver(account_display_name="Alice", ingested_at=dt.datetime(2026, 1, 1, 13)))
+    assert col(row, "platform_id") == 1
+    assert col(row, "hashtag") == "news,art"
+    assert col(row, "username") == "alice"
+    assert col(row, "display_name") == "Alice"
+    assert col(row, "post_content") == "hello"
+    # naive timestamps are UTC (Spark session time zone)
+    assert col(row, "collected_at") == dt.datetime(2026, 1, 1, 13, tzinfo=dt.UTC)
+    assert col(row, "processing_status") == "SUCCESS"
+    assert col(row, "processed_at") == T0
+
+
+def test_failed_scoring_is_kept_as_failed_and_unscored_is_retry():
+    failed = stage_row(silver(processing_status="FAILED", threat_score=None))
+    assert col(failed, "processing_status") == "FAILED"
+    assert col(stage_row(silver(processing_status=None)), "processing_status") == "RETRY"
+    with pytest.raises(ValueError, match="processing_status"):
+        stage_row(silver(processing_status="MAYBE"))
+
+
+def test_unknown_platform_is_an_error_that_says_what_to_do():
+    with pytest.raises(ValueError, match="PLATFORMS"):
+        stage_row(silver(platform="myspace"))
+
+
+def test_nul_is_stripped_everything_else_verbatim():
+    text = "a\x00b 'q' \"dq\" \\ \t\n\r 😀 \u200f\u202e DROP TABLE rawposts;-- \\N"
+    row = stage_row(silver(text=text, account_display_name="x\x00y", hashtags=["a\x00b"]))
+    assert col(row, "post_content") == text.replace("\x00", "")
+    assert col(row, "display_name") == "xy"
+    assert col(row, "hashtag") == "ab"
+    assert clean_text("\ud800x") == "\ufffdx"  # a lone surrogate cannot be UTF-8
+
+
+def test_latest_per_post_keeps_the_newest_and_a_tombstone_wins_a_tie():
+    later = T0 + dt.timedelta(minutes=1)
+    rows = stage_rows([
+        silver("p1", T0, text="old"), silver("p1", later, text="new"), silver("p1", T0, text="older again"),
+        silver("p2", later, text="live"), silver("p2", later, is_deleted=True, text=None),
+    ])
+    by_key = {col(r, "post_id"): r for r in rows}
+    assert len(rows) == 2
+    assert col(by_key["p1"], "post_content") == "new"
+    assert col(by_key["p2"], "is_deleted") is True
+    assert latest_per_post([]) == []
+
+
+def test_copy_value_escapes_copy_text_format():
+    assert copy_value(None) == "\\N"
+    assert copy_value("\\N") == "\\\\N"  # the literal text \N, not NULL
+    assert copy_value("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
+    assert copy_value(True) == "t" and copy_value(False) == "f"
+    assert copy_value(float("nan")) == "NaN"
+    assert copy_value(dt.datetime(2026, 1, 1)) == "2026-01-01T00:00:00+00:00"
+    payload = copy_payload([("x", None, 3), ("y\n", 1.5, 4)])
+    assert payload == b"x\t\\N\t3\ny\\n\t1.5\t4\n"
+    assert b"\x00" not in copy_payload([stage_row(silver(text="a\x00"))])
+
+
+def test_platform_ids_match_both_seed_scripts():
+    for target in ("postgres", "oracle"):
+        text = (SQL_DIR / target / "010_platforms.sql").read_text()
+        pairs = re.findall(r"(\d+)(?: AS PLATFORM_ID)?, '(\w+)'", text)
+        seeded = {name.lower(): int(pid) for pid, name in pairs}
+        assert seeded == records.PLATFORM_IDS, target
