@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = Field(4, ge=1)
 
+    # --- silver ----------------------------------------------------------------------------------
+    silver_max_content_chars: int = Field(50_000, ge=1)  # longer HTML content -> quarantine
+    silver_future_tolerance_s: float = Field(300.0, ge=0)  # created_at later than now + this -> quarantine
+    silver_arrow_batch_size: int = Field(1024, ge=1, le=100_000)  # arrow.maxRecordsPerBatch for scoring
+    silver_threat_batch_size: int = Field(32, ge=1, le=4096)  # texts per onnxruntime run
+    silver_threat_threads: int = Field(0, ge=0)  # onnxruntime threads per worker; 0 = cores / tasks
+
     # --- gold ------------------------------------------------------------------------------------
     active_min: int = Field(5, ge=1)
     gold_watermark_minutes: int = Field(10, ge=0)  # streaming 1-minute counts: allowed event-time delay

@@ -1,0 +1,338 @@
+"""Silver: Delta stream of bronze/posts_raw -> MERGE into silver/posts + append to silver/posts_quarantine.
+
+Exactly-once without a transactional sink: the stream checkpoint replays an unfinished micro-batch with
+the same bronze rows after a crash, and both writes are idempotent —
+- the quarantine append carries Delta's `txnAppId`/`txnVersion` (app id kept in the checkpoint folder,
+  version = batch id), so Delta skips a batch it already has;
+- the MERGE only changes a row for a strictly newer version (or a re-score), so a replayed batch finds
+  nothing newer and changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.streaming import AVAILABLE_NOW, apply_trigger, run_query
+from tootlake.silver.parse import parse_records
+from tootlake.silver.posts import (
+    MERGE_DELETE_SET,
+    MERGE_DELETE_WHEN,
+    MERGE_INSERT_VALUES,
+    MERGE_ON,
+    MERGE_UPDATE_SET,
+    MERGE_UPDATE_WHEN,
+    latest_per_post,
+    plan_scoring,
+    post_versions,
+    to_posts_rows,
+)
+from tootlake.silver.quarantine import quarantine, with_rule_failures
+from tootlake.silver.schema import POSTS_SCHEMA, QUARANTINE_SCHEMA
+from tootlake.silver.scoring import Scorer, apply_scoring, score_threat
+from tootlake.silver.timestamps import spark_literal
+
+BRONZE_TABLE = "bronze.posts_raw"
+POSTS_TABLE = "silver.posts"
+QUARANTINE_TABLE = "silver.posts_quarantine"
+TXN_APP_ID_FILE = "tootlake_txn_app_id"
+
+
+class SilverError(RuntimeError):
+    """A precondition of the silver job is not met; the message says what to do."""
+
+
+# --- scoring with the real models ------------------------------------------------------------------
+class ModelScorer:
+    """Threat (ONNX, mapInArrow, one session per Python worker) + sentiment (MLlib PipelineModel)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        threat_path: str | None = None,
+        sentiment_path: str | None = None,
+        batch_size: int = 32,
+        intra_op_threads: int | None = None,
+        sentiment: bool = True,
+    ) -> None:
+        from tootlake.models.threat import get_threat_model
+
+        self.threat_path = threat_path
+        self.batch_size = batch_size
+        self.intra_op_threads = intra_op_threads or default_intra_op_threads(spark)
+        # Loading on the driver too gives the version (and fails early, with what to do, if missing).
+        self.threat_model_version = get_threat_model(threat_path).model_version
+        self.sentiment_model = None
+        self.sentiment_model_version: str | None = None
+        if sentiment:
+            from tootlake.models import sentiment as sentiment_module
+
+            self._sentiment = sentiment_module
+            self.sentiment_model = sentiment_module.load_sentiment_model(spark, sentiment_path)
+            self.sentiment_model_version = _sentiment_version(sentiment_module, self.sentiment_model)
+
+    def score(self, df: DataFrame) -> DataFrame:
+        out = score_threat(df, self.threat_path, self.batch_size, self.intra_op_threads)
+        if self.sentiment_model is None:
+            return out.withColumns({"sentiment_label": F.lit(None).cast("string"),
+                                    "sentiment_score": F.lit(None).cast("double"),
+                                    "sentiment_model_version": F.lit(None).cast("string")})
+        scored = _add_sentiment(self._sentiment, self.sentiment_model, out)
+        return scored.withColumn("sentiment_model_version", F.lit(self.sentiment_model_version))
+
+
+def _sentiment_version(module: Any, model: Any) -> str:
+    version = getattr(model, "model_version", None) or getattr(module, "model_version", None)
+    return version(model) if callable(version) else str(version)
+
+
+def _add_sentiment(module: Any, model: Any, df: DataFrame) -> DataFrame:
+    """The sentiment module's scoring function: adds sentiment_label and sentiment_score from `text`."""
+    for name in ("add_sentiment", "score_sentiment", "predict_sentiment", "with_sentiment"):
+        fn = getattr(module, name, None)
+        if fn is not None:
+            try:
+                return fn(model, df)
+            except TypeError:
+                return fn(df, model)
+    raise SilverError("tootlake.models.sentiment has no scoring function (add_sentiment / score_sentiment)")
+
+
+def default_intra_op_threads(spark: SparkSession) -> int:
+    """onnxruntime threads per Python worker: cores / concurrent tasks (never oversubscribe the CPU)."""
+    return max(1, (os.cpu_count() or 1) // max(1, spark.sparkContext.defaultParallelism))
+
+
+# --- the micro-batch ------------------------------------------------------------------------------
+@dataclass
+class SilverStats:
+    batches: int = 0
+    bronze_rows: int = 0
+    quarantined: int = 0
+    merged: int = 0  # distinct posts offered to the MERGE
+    inserted: int = 0
+    updated: int = 0
+    scored: int = 0
+    seconds: float = 0.0
+    per_batch: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class SilverBatchWriter:
+    """The foreachBatch function: pure transforms from tootlake.silver, then the two idempotent writes."""
+
+    settings: Settings
+    scorer: Scorer | None
+    txn_app_id: str
+    clock: Any = lambda: datetime.now(UTC)
+    stats: SilverStats = field(default_factory=SilverStats)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        write_silver_batch(self, batch, batch_id)
+
+
+def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) -> None:
+    started = time.monotonic()
+    spark = batch.sparkSession
+    now = ctx.clock()
+    settings = ctx.settings
+    judged = with_rule_failures(
+        parse_records(batch), now, settings.silver_max_content_chars,
+        timedelta(seconds=settings.silver_future_tolerance_s),
+    ).persist()
+    try:
+        bronze_rows = judged.count()
+        rejected = quarantine(judged, spark_literal(now))
+        (rejected.write.format("delta").mode("append")
+         .option("txnAppId", ctx.txn_app_id).option("txnVersion", batch_id)
+         .save(str(settings.table_path(QUARANTINE_TABLE))))
+        quarantined = judged.where(F.size("rules") > 0).count()
+
+        posts_path = str(settings.table_path(POSTS_TABLE))
+        current = spark.read.format("delta").load(posts_path)
+        planned = plan_scoring(
+            latest_per_post(post_versions(judged)), current,
+            ctx.scorer.threat_model_version if ctx.scorer else None,
+            ctx.scorer.sentiment_model_version if ctx.scorer else None,
+        )
+        # Materialised once: MERGE reads its source twice and must not run the models twice.
+        rows = to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)).persist()
+        try:
+            offered = rows.count()
+            scored = rows.where("needs_scoring").count()
+            metrics = (
+                DeltaTable.forPath(spark, posts_path).alias("t")
+                .merge(rows.alias("s"), MERGE_ON)
+                .whenMatchedUpdate(condition=MERGE_DELETE_WHEN, set=MERGE_DELETE_SET)
+                .whenMatchedUpdate(condition=MERGE_UPDATE_WHEN, set=MERGE_UPDATE_SET)
+                .whenNotMatchedInsert(values=MERGE_INSERT_VALUES)
+                .execute()
+            )
+            result = metrics.first().asDict() if metrics is not None else {}
+        finally:
+            rows.unpersist()
+    finally:
+        judged.unpersist()
+    s = ctx.stats
+    s.batches += 1
+    s.bronze_rows += bronze_rows
+    s.quarantined += quarantined
+    s.merged += offered
+    s.scored += scored
+    s.inserted += int(result.get("num_inserted_rows", 0) or 0)
+    s.updated += int(result.get("num_updated_rows", 0) or 0)
+    elapsed = time.monotonic() - started
+    s.seconds += elapsed
+    s.per_batch.append({"batch_id": batch_id, "bronze_rows": bronze_rows, "quarantined": quarantined,
+                        "offered": offered, "scored": scored, **result, "seconds": round(elapsed, 2)})
+    print(f"[silver] batch {batch_id}: {bronze_rows} bronze rows -> {quarantined} quarantined, "
+          f"{offered} posts offered ({scored} scored), inserted {result.get('num_inserted_rows', '?')}, "
+          f"updated {result.get('num_updated_rows', '?')} in {elapsed:.1f} s", flush=True)
+
+
+# --- set-up and the streaming query ----------------------------------------------------------------
+def ensure_tables(spark: SparkSession, settings: Settings) -> None:
+    """Create the silver tables with their contract schema when they do not exist yet."""
+    for name, schema in ((POSTS_TABLE, POSTS_SCHEMA), (QUARANTINE_TABLE, QUARANTINE_SCHEMA)):
+        (DeltaTable.createIfNotExists(spark).location(str(settings.table_path(name)))
+         .addColumns(schema).execute())
+
+
+def txn_app_id(checkpoint: Path) -> str:
+    """A writer id that lives and dies with the checkpoint: a fresh checkpoint (batch ids from 0 again)
+    gets a fresh id, so Delta never mistakes its batches for ones it already has."""
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    path = checkpoint / TXN_APP_ID_FILE
+    if not path.exists():
+        path.write_text(f"tootlake-silver-{uuid.uuid4()}\n", encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def configure_spark(spark: SparkSession, settings: Settings) -> None:
+    # Arrow batches of 1-2k rows: big enough to amortise the hop to Python, small enough to stream.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.silver_arrow_batch_size))
+
+
+def start_silver_query(
+    spark: SparkSession,
+    settings: Settings,
+    writer: SilverBatchWriter,
+    trigger: str = AVAILABLE_NOW,
+    max_files_per_trigger: int | None = None,
+):
+    bronze_path = settings.table_path(BRONZE_TABLE)
+    if not DeltaTable.isDeltaTable(spark, str(bronze_path)):
+        raise SilverError(f"no bronze table at {bronze_path}: run `tootlake bronze` first")
+    reader = spark.readStream.format("delta")
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
+    stream = reader.load(str(bronze_path))
+    query = (
+        stream.writeStream.queryName("silver_posts")
+        .foreachBatch(writer)
+        .option("checkpointLocation", str(settings.checkpoint_path("silver")))
+    )
+    return apply_trigger(query, trigger).start()
+
+
+def build_scorer(spark: SparkSession, settings: Settings, scoring: bool = True) -> Scorer | None:
+    if not scoring:
+        return None
+    return ModelScorer(
+        spark,
+        threat_path=_opt_path(getattr(settings, "threat_model_dir", None)),
+        sentiment_path=_opt_path(getattr(settings, "sentiment_model_dir", None)),
+        batch_size=settings.silver_threat_batch_size,
+        intra_op_threads=settings.silver_threat_threads or None,
+    )
+
+
+def _opt_path(value: object) -> str | None:
+    return str(value) if value else None
+
+
+def run_silver(
+    settings: Settings,
+    spark: SparkSession,
+    trigger: str = AVAILABLE_NOW,
+    scorer: Scorer | None | str = "models",
+    max_files_per_trigger: int | None = None,
+    clock: Any = None,
+) -> dict:
+    """Run the silver stream (available-now: until bronze is drained) and return what it did.
+
+    `scorer="models"` loads the threat and sentiment models; pass a Scorer (tests) or None (no scoring:
+    rows are written with processing_status FAILED and scored when next seen).
+    """
+    configure_spark(spark, settings)
+    ensure_tables(spark, settings)
+    if scorer == "models":
+        scorer = build_scorer(spark, settings)
+    writer = SilverBatchWriter(settings, scorer, txn_app_id(settings.checkpoint_path("silver")))
+    if clock is not None:
+        writer.clock = clock
+    query = start_silver_query(spark, settings, writer, trigger, max_files_per_trigger)
+    report = run_query(query, "silver", log=lambda _line: None)
+    stats = writer.stats
+    return {
+        "batches": stats.batches,
+        "bronze_rows": stats.bronze_rows,
+        "quarantined": stats.quarantined,
+        "posts_offered": stats.merged,
+        "inserted": stats.inserted,
+        "updated": stats.updated,
+        "scored": stats.scored,
+        "elapsed_s": round(report.elapsed_s, 1),
+        "stopped_by_signal": report.stopped_by_signal,
+        "threat_model_version": getattr(scorer, "threat_model_version", None),
+        "sentiment_model_version": getattr(scorer, "sentiment_model_version", None),
+    }
+
+
+# --- what the demo prints -------------------------------------------------------------------------
+def silver_summary(spark: SparkSession, settings: Settings) -> dict:
+    """Counts of silver/posts (live, tombstones, by processing status, threat level, sentiment) and of
+    silver/posts_quarantine (records, and records per failed rule)."""
+    posts = spark.read.format("delta").load(str(settings.table_path(POSTS_TABLE)))
+    quarantined = spark.read.format("delta").load(str(settings.table_path(QUARANTINE_TABLE)))
+    live = posts.where("NOT is_deleted")
+
+    def dist(df: DataFrame, column: str) -> dict[str, int]:
+        rows = df.groupBy(column).count().collect()
+        return {str(r[column]): r["count"] for r in sorted(rows, key=lambda r: -r["count"])}
+
+    return {
+        "silver_rows": posts.count(),
+        "live_posts": live.count(),
+        "tombstones": posts.where("is_deleted").count(),
+        "processing_status": dist(live, "processing_status"),
+        "threat_level": dist(live, "threat_level"),
+        "sentiment": dist(live, "sentiment_label"),
+        "quarantine_rows": quarantined.count(),
+        "quarantine_by_rule": dist(quarantined.select(F.explode("rules").alias("rule")), "rule"),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    def line(title: str, counts: dict[str, int]) -> str:
+        return f"  {title:<19}" + (", ".join(f"{k} {v}" for k, v in counts.items()) or "-")
+
+    return "\n".join([
+        f"  silver/posts        {summary['silver_rows']} rows ({summary['live_posts']} live, "
+        f"{summary['tombstones']} deleted)",
+        line("processing status", summary["processing_status"]),
+        line("threat level", summary["threat_level"]),
+        line("sentiment", summary["sentiment"]),
+        f"  quarantine          {summary['quarantine_rows']} records",
+        line("  by rule", summary["quarantine_by_rule"]),
+    ])

@@ -1,0 +1,112 @@
+"""Model scoring for silver/posts: the ONNX threat model in `mapInArrow`, and the step that scores only
+the rows `plan_scoring` marked (`needs_scoring`), keeping stored scores for the others.
+
+The scorer is injected (`Scorer` protocol) so the other transforms are tested without models; the job
+passes `pipelines.silver_job.ModelScorer` (threat ONNX + sentiment MLlib).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
+
+from tootlake.silver.posts import FAILED, SCORE_COLUMNS, SUCCESS
+
+THREAT_FIELDS = [
+    StructField("threat_label", StringType()),
+    StructField("threat_score", DoubleType()),
+    StructField("threat_level", StringType()),
+    StructField("contains_hate_speech", IntegerType()),
+    StructField("threat_model_version", StringType()),
+]
+
+
+class Scorer(Protocol):
+    """Adds SCORE_COLUMNS (except processing_status) to a DataFrame with a `text` column."""
+
+    threat_model_version: str | None
+    sentiment_model_version: str | None
+
+    def score(self, df: DataFrame) -> DataFrame: ...
+
+
+def _threat_udf(model_path: str | None, batch_size: int, intra_op_threads: int | None, text_column: str):
+    """The function mapInArrow runs in each Python worker: one cached InferenceSession per worker."""
+
+    def score_batches(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+
+        from tootlake.models.threat import contains_hate_speech, get_threat_model, threat_level
+
+        model = get_threat_model(model_path, intra_op_threads=intra_op_threads)
+        for batch in batches:
+            texts = batch.column(text_column).to_pylist()
+            labels: list[str | None]
+            try:
+                labels, scores = model.predict(texts, batch_size=batch_size)
+                probs: list[float | None] = [float(s) for s in scores]
+            except Exception:  # noqa: BLE001 - score row by row so one bad text fails alone (FAILED)
+                labels, probs = [], []
+                for text in texts:
+                    try:
+                        (label,), (score,) = model.predict([text], batch_size=1)
+                        labels.append(label)
+                        probs.append(float(score))
+                    except Exception:  # noqa: BLE001
+                        labels.append(None)
+                        probs.append(None)
+            levels = [threat_level(lb, p) if lb is not None else None
+                      for lb, p in zip(labels, probs, strict=True)]
+            hate = [contains_hate_speech(lb, p) if lb is not None else None
+                    for lb, p in zip(labels, probs, strict=True)]
+            versions = [model.model_version if lb is not None else None for lb in labels]
+            yield (
+                batch.append_column("threat_label", pa.array(labels, pa.string()))
+                .append_column("threat_score", pa.array(probs, pa.float64()))
+                .append_column("threat_level", pa.array(levels, pa.string()))
+                .append_column("contains_hate_speech", pa.array(hate, pa.int32()))
+                .append_column("threat_model_version", pa.array(versions, pa.string()))
+            )
+
+    return score_batches
+
+
+def score_threat(
+    df: DataFrame,
+    model_path: str | None = None,
+    batch_size: int = 32,
+    intra_op_threads: int | None = None,
+    text_column: str = "text",
+) -> DataFrame:
+    """Same grain as `df`; replaces/adds threat_label, threat_score, threat_level, contains_hate_speech,
+    threat_model_version (all null for a row the model could not score).
+
+    Rows go through Arrow record batches of `spark.sql.execution.arrow.maxRecordsPerBatch` rows; inside
+    each, the model runs `batch_size` texts at a time (sorted by length, so little padding).
+    """
+    names = {f.name for f in THREAT_FIELDS}
+    base = df.drop(*[c for c in df.columns if c in names])
+    schema = StructType(list(base.schema.fields) + THREAT_FIELDS)
+    return base.mapInArrow(_threat_udf(model_path, batch_size, intra_op_threads, text_column), schema)
+
+
+def apply_scoring(planned: DataFrame, scorer: Scorer | None) -> DataFrame:
+    """Score the rows marked `needs_scoring`; the others keep what `plan_scoring` carried over.
+
+    processing_status: SUCCESS when every configured model produced a label, else FAILED (also when no
+    scorer is configured). Same grain and columns as `planned`.
+    """
+    to_score = planned.where("needs_scoring")
+    kept = planned.where("NOT needs_scoring")
+    if scorer is None:
+        scored = to_score.withColumn("processing_status", F.lit(FAILED))
+    else:
+        scored = scorer.score(to_score.drop(*[c for c in SCORE_COLUMNS if c != "processing_status"]))
+        sentiment_ok = F.col("sentiment_model_version").isNull() | F.col("sentiment_label").isNotNull()
+        ok = F.col("threat_label").isNotNull() & sentiment_ok
+        scored = scored.withColumn("processing_status", F.when(ok, F.lit(SUCCESS)).otherwise(F.lit(FAILED)))
+    return kept.unionByName(scored.select(*planned.columns))
