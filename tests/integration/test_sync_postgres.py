@@ -1,0 +1,151 @@
+"""PostgreSQL sync path on the real test server (no Spark): upserts, replays, edits, deletes, text, faults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pytest
+from sync_support import (  # tests/integration is on sys.path (no __init__)
+    EDGE_TEXTS,
+    T0,
+    counts,
+    free_port,
+    query,
+    scratch_database,
+    silver_post,
+    snapshot,
+    tombstone,
+)
+
+from tootlake.pipelines import services
+from tootlake.pipelines.sync.postgres import PostgresTarget
+from tootlake.pipelines.sync.records import stage_rows
+from tootlake.pipelines.sync.retry import RetryPolicy, SyncError
+
+pytestmark = pytest.mark.integration
+N = 60
+
+
+@pytest.fixture
+def db(postgres_conninfo: str):
+    with scratch_database(postgres_conninfo) as conninfo:
+        yield conninfo
+
+
+def target(conninfo: str, attempts: int = 2) -> PostgresTarget:
+    return PostgresTarget(conninfo, retry=RetryPolicy(attempts, 0.2, 1.0), log=lambda _: None)
+
+
+def batch(n: int = N) -> list[dict]:
+    posts = [silver_post(i) for i in range(n)]
+    for i, text in enumerate(EDGE_TEXTS):
+        posts[i]["text"] = text
+        posts[i]["account_display_name"] = text
+    posts[n - 1]["processing_status"] = "FAILED"
+    posts[n - 1].update(threat_label=None, threat_score=None, threat_level=None, contains_hate_speech=None)
+    return posts
+
+
+def test_n_posts_give_n_rows_and_a_replay_changes_nothing(db):
+    sink = target(db)
+    first = sink.write_batch(stage_rows(batch()))
+    assert (first.raw_upserted, first.processed_upserted) == (N, N)
+    assert counts(db) == (N, N)
+    before = snapshot(db)
+    again = sink.write_batch(stage_rows(batch()))
+    assert (again.raw_upserted, again.processed_upserted, again.raw_deleted) == (0, 0, 0)
+    assert snapshot(db) == before  # same row versions: not even a no-op update was written
+    sink.close()
+
+
+def test_text_is_stored_verbatim_and_nul_is_stripped(db):
+    sink = target(db)
+    sink.write_batch(stage_rows(batch()))
+    for i, text in enumerate(EDGE_TEXTS):
+        post_id = silver_post(i)["post_id"]
+        [(raw_text, display_name, processed_text)] = query(
+            db, "SELECT r.post_content, r.display_name, p.post_content FROM rawposts r "
+                "JOIN processedposts p ON p.raw_post_id = r.post_id WHERE r.post_id = %s", (post_id,))
+        expected = text.replace("\x00", "")  # documented policy: U+0000 removed, nothing else touched
+        assert raw_text == expected and display_name == expected and processed_text == expected, repr(text)
+    sink.close()
+
+
+def test_failed_scoring_is_synced_as_failed(db):
+    sink = target(db)
+    sink.write_batch(stage_rows(batch()))
+    rows = query(db, "SELECT processing_status, max(threat_score), count(*) FROM processedposts "
+                     "GROUP BY 1 ORDER BY 1")
+    assert [(status, n) for status, _, n in rows] == [("FAILED", 1), ("SUCCESS", N - 1)]
+    assert rows[0][1] is None
+    sink.close()
+
+
+def test_an_edit_updates_the_row_and_an_older_version_is_ignored(db):
+    sink = target(db)
+    sink.write_batch(stage_rows(batch()))
+    [(processed_id,)] = query(db, "SELECT processed_id FROM processedposts WHERE raw_post_id = %s",
+                              (silver_post(10)["post_id"],))
+    later = T0 + dt.timedelta(minutes=5)
+    edited = silver_post(10, later, text="edited text", threat_level="HIGH", contains_hate_speech=1,
+                         edited_at=later.replace(tzinfo=None))
+    result = sink.write_batch(stage_rows([edited, silver_post(11, T0 - dt.timedelta(days=1), text="stale")]))
+    assert (result.raw_upserted, result.processed_upserted) == (1, 1)
+    assert counts(db) == (N, N)
+    assert query(db, "SELECT r.post_content, p.threat_level, p.contains_hate_speech, p.processed_id "
+                     "FROM rawposts r JOIN processedposts p ON p.raw_post_id = r.post_id "
+                     "WHERE r.post_id = %s", (edited["post_id"],)) == [
+        ("edited text", "HIGH", 1, processed_id)
+    ]
+    assert query(db, "SELECT post_content FROM rawposts WHERE post_id = %s",
+                 (silver_post(11)["post_id"],)) == [("post 11",)]
+    sink.close()
+
+
+def test_a_tombstone_deletes_processed_then_raw(db):
+    sink = target(db)
+    sink.write_batch(stage_rows(batch()))
+    later = T0 + dt.timedelta(minutes=1)
+    result = sink.write_batch(stage_rows([tombstone(3, later), tombstone(4, later), tombstone(N + 5, later)]))
+    assert (result.processed_deleted, result.raw_deleted) == (2, 2)
+    assert counts(db) == (N - 2, N - 2)
+    gone = silver_post(3)["post_id"]
+    assert query(db, "SELECT count(*) FROM rawposts WHERE post_id = %s", (gone,)) == [(0,)]
+    # an edit and the delete of the same post in one batch: the delete is newer and wins
+    sink.write_batch(stage_rows([silver_post(5, later), tombstone(5, later + dt.timedelta(seconds=1))]))
+    assert counts(db) == (N - 3, N - 3)
+    sink.close()
+
+
+@pytest.fixture
+def private_postgres(settings, tmp_path):
+    """A PostgreSQL cluster of this test's own (it gets stopped: never the shared test server)."""
+    own = settings.model_copy(
+        update={"state_dir": tmp_path / "state", "log_dir": tmp_path / "log", "postgres_port": free_port()})
+    services.start_postgres(own)
+    yield own
+    services.stop_postgres(own)
+    shutil.rmtree(services.postgres_data_dir(own), ignore_errors=True)
+
+
+def test_server_stopped_mid_run_retries_fails_clearly_then_completes(private_postgres):
+    own = private_postgres
+    with scratch_database(own.postgres_conninfo()) as db:
+        sink = target(db, attempts=3)
+        logged: list[str] = []
+        sink.log = logged.append
+        posts = batch()
+        sink.write_batch(stage_rows(posts[:20]))
+        services.stop_postgres(own)
+        with pytest.raises(SyncError) as failure:
+            sink.write_batch(stage_rows(posts[20:]))
+        message = str(failure.value)
+        assert "after 3 tries" in message and "tootlake sync" in message and "checkpoint" in message
+        assert "password" not in message.lower()
+        assert len([line for line in logged if "retry" in line]) == 2
+        services.start_postgres(own)
+        assert counts(db) == (20, 20)  # nothing of the failed batch was committed
+        sink.write_batch(stage_rows(posts[20:]))  # the rerun of the failed batch
+        assert counts(db) == (N, N)
+        sink.close()
