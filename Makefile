@@ -3,7 +3,7 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold clean
+.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver clean
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
@@ -34,13 +34,16 @@ TEST_SERVICES_ENV := STATE_DIR=var/test/state LOG_DIR=var/test/log KAFKA_PORT=29
 test-services-down:
 	$(TEST_SERVICES_ENV) $(TOOTLAKE) services down
 
-bench: bench-bronze bench-models bench-gold
+bench: bench-bronze bench-models bench-silver bench-gold
 
 bench-bronze: setup
 	$(TOOTLAKE) bench bronze
 
 bench-models: setup
 	$(TOOTLAKE) bench models
+
+bench-silver: setup   ## silver scoring posts/s vs plain onnxruntime (ratio, goal >= 0.8), rate without scoring
+	$(TOOTLAKE) bench silver
 
 bench-gold: setup     ## gold run time on 1x, 10x, 100x the bundled posts
 	$(TOOTLAKE) bench gold

@@ -10,6 +10,7 @@ import importlib
 # (command, entry-point module, one-line help)
 LAYER_JOBS = [
     ("bronze", "tootlake.pipelines.jobs.bronze", "Kafka -> Delta bronze/posts_raw"),
+    ("silver", "tootlake.pipelines.jobs.silver", "bronze/posts_raw -> silver/posts + quarantine, scored"),
     ("gold", "tootlake.pipelines.jobs.gold", "silver/posts -> Delta gold tables (batch, or --stream)"),
     ("sync", "tootlake.pipelines.jobs.sync", "silver/posts + gold -> PostgreSQL / Oracle (newer wins)"),
 ]
