@@ -15,6 +15,7 @@ idempotent Delta append (txnAppId/txnVersion = batch id). A fresh checkpoint reb
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import datetime, timedelta
 
 from delta.tables import DeltaTable
@@ -116,8 +117,24 @@ class MinuteCounter:
         (metric.write.format("delta").mode("append")
          .option("txnAppId", TXN_APP_ID).option("txnVersion", int(batch_id)).save(self.late_path))
         if self.progress:
-            print(f"gold stream batch {batch_id}: {stats['n']} posts, {late_stats['n']} late "
+            print(f"[gold-stream] batch {batch_id}: {stats['n']} posts, {late_stats['n']} late "
                   f"(watermark {watermark})", flush=True)
+
+
+def ensure_change_feed(spark: SparkSession, path: str) -> None:
+    """Turn the change data feed on for `path` if it is off (a metadata-only commit; retried on a race)."""
+    for attempt in range(5):
+        properties = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
+        if str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true":
+            return
+        try:
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+            print(f"[gold-stream] enabled the change data feed on {path}", flush=True)
+            return
+        except Exception as exc:  # a concurrent silver/sync commit: look again
+            if "Concurrent" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(1 + attempt)
 
 
 def silver_inserts(settings: Settings, spark: SparkSession) -> DataFrame:
@@ -125,11 +142,7 @@ def silver_inserts(settings: Settings, spark: SparkSession) -> DataFrame:
     path = settings.table_path(SILVER_POSTS)
     if not is_delta_table(path):
         raise GoldInputMissing(f"no silver posts table at {path}: run `tootlake silver` first")
-    properties = DeltaTable.forPath(spark, str(path)).detail().first()["properties"] or {}
-    if properties.get("delta.enableChangeDataFeed", "false").lower() != "true":
-        # Silver should create the table with CDF on; turning it on here is a metadata-only commit.
-        print(f"gold stream: enabling the change data feed on {path}", flush=True)
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+    ensure_change_feed(spark, str(path))
     return (
         spark.readStream.format("delta").option("readChangeFeed", "true").load(str(path))
         .where(F.col("_change_type") == "insert")
