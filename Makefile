@@ -3,7 +3,7 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver clean
+.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync clean
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
@@ -34,7 +34,7 @@ TEST_SERVICES_ENV := STATE_DIR=var/test/state LOG_DIR=var/test/log KAFKA_PORT=29
 test-services-down:
 	$(TEST_SERVICES_ENV) $(TOOTLAKE) services down
 
-bench: bench-bronze bench-models bench-silver bench-gold
+bench: bench-bronze bench-models bench-silver bench-gold bench-sync
 
 bench-bronze: setup
 	$(TOOTLAKE) bench bronze
@@ -47,6 +47,9 @@ bench-silver: setup   ## silver scoring posts/s vs plain onnxruntime (ratio, goa
 
 bench-gold: setup     ## gold run time on 1x, 10x, 100x the bundled posts
 	$(TOOTLAKE) bench gold
+
+bench-sync: setup     ## PostgreSQL upsert rows/s vs plain COPY of the same rows (ratio, goal >= 0.5)
+	$(TOOTLAKE) bench sync
 
 clean:            ## stop services and remove lake data, checkpoints and service state (keeps .venv and jars)
 	-$(TOOTLAKE) services down

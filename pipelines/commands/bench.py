@@ -12,6 +12,7 @@ BENCHES = [
     ("bronze", "tootlake.pipelines.bench_bronze", "producer, bronze ingest and plain consumer rates"),
     ("silver", "tootlake.pipelines.bench_silver", "silver scoring posts/s vs plain onnxruntime"),
     ("gold", "tootlake.pipelines.bench_gold", "gold run time on 1x/10x/100x the bundled posts"),
+    ("sync", "tootlake.pipelines.bench_sync", "PostgreSQL upsert rows/s vs plain COPY (ratio)"),
 ]
 
 

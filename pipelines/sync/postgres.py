@@ -78,15 +78,21 @@ UPSERT_PROCESSED_SQL = _upsert(
 )
 
 # --- COPY text format ------------------------------------------------------------------------------
-_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
-
-
 def copy_value(value: object) -> str:
     """One value in COPY text format (NULL is \\N; backslash, tab, CR, LF escaped)."""
     if value is None:
         return "\\N"
     if isinstance(value, str):
-        return value.translate(_ESCAPES)
+        # chained str.replace runs in C; str.translate with a dict is ~10x slower on long text
+        if "\\" in value:
+            value = value.replace("\\", "\\\\")
+        if "\n" in value:
+            value = value.replace("\n", "\\n")
+        if "\r" in value:
+            value = value.replace("\r", "\\r")
+        if "\t" in value:
+            value = value.replace("\t", "\\t")
+        return value
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, dt.datetime):
