@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "tootlake.pipelines.commands.models",
     "tootlake.pipelines.commands.demo",
     "tootlake.pipelines.commands.bench",
+    "tootlake.pipelines.commands.analysis",
     "tootlake.pipelines.commands.db",
 ]
 

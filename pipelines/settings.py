@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     gold_watermark_minutes: int = Field(10, ge=0)  # streaming 1-minute counts: allowed event-time delay
     gold_stream_trigger_s: int = Field(30, ge=1)  # streaming 1-minute counts: micro-batch interval
 
+    # --- analysis --------------------------------------------------------------------------------
+    plots_dir: Path = Path("var/plots")  # where the notebooks' helpers write their PNG figures
+
     @field_validator("replay_files", "filter_languages", "filter_include_keywords",
                      "filter_exclude_keywords", mode="before")
     @classmethod

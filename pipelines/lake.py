@@ -1,0 +1,297 @@
+"""The lake by logical table name, read with delta-rs (no JVM): discovery, time travel, diff, restore, DuckDB.
+
+Logical names are `<layer>.<table>` and map to `<lake>/<layer>/<table>` (see `Settings.table_path`). The
+valid names are discovered by listing the lake (every folder with a `_delta_log`), so a table written by a
+new job is usable here without a code change.
+
+A table is read as of a version (`3`) or a timestamp (`2026-11-23T14:00:00`, UTC when no zone is given).
+DuckDB sees every table as `layer.table` (a DuckDB schema per layer, a view per table over the delta-rs
+Arrow dataset): no DuckDB extension is downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from tootlake.pipelines.settings import Settings
+
+# Row identity used by `diff`, per logical table. A table not listed here (or whose key columns are not
+# all present at both versions) is compared row by row: rows are then only added or removed, never changed.
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "bronze.posts_raw": ("partition", "offset"),
+    "silver.posts": ("post_id",),
+    "silver.posts_quarantine": ("bronze_partition", "bronze_offset"),
+    "gold.posts_hourly": ("hour_start",),
+    "gold.posts_daily": ("post_date",),
+    "gold.user_activity": ("user_acct",),
+    "gold.active_users": ("user_acct",),
+    "gold.user_post_length": ("user_acct",),
+    "gold.hashtags_daily": ("post_date", "hashtag"),
+    "gold.top_hashtag_daily": ("post_date",),
+    "gold.threat_daily": ("post_date",),
+    "gold.threat_by_hashtag": ("hashtag",),
+    "gold.threat_by_language": ("language",),
+    "gold.sentiment_daily": ("post_date",),
+    "gold.sentiment_by_hashtag": ("hashtag",),
+    "gold.posts_per_minute": ("window_start", "window_end"),
+    "gold.late_events": ("batch_id",),
+}
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class LakeError(RuntimeError):
+    """A table or version that does not exist; the message says what does."""
+
+
+# --- discovery ----------------------------------------------------------------------------------------
+def list_tables(settings: Settings) -> dict[str, Path]:
+    """Every Delta table in the lake: {"layer.table": path}, sorted by name."""
+    lake = settings.path(settings.lake_dir)
+    found: dict[str, Path] = {}
+    if lake.is_dir():
+        for log in sorted(lake.glob("*/*/_delta_log")):
+            table_dir = log.parent
+            layer, table = table_dir.parent.name, table_dir.name
+            if _NAME.match(layer) and _NAME.match(table):  # usable as a DuckDB identifier
+                found[f"{layer}.{table}"] = table_dir
+    return found
+
+
+def table_path(settings: Settings, name: str) -> Path:
+    """The folder of logical table `name`; LakeError naming the valid tables when it is not one."""
+    tables = list_tables(settings)
+    if name in tables:
+        return tables[name]
+    lake = settings.path(settings.lake_dir)
+    if not tables:
+        raise LakeError(f"no Delta tables under {lake} yet: run `tootlake demo` (or the layer jobs) first")
+    raise LakeError(f"unknown table {name!r}; tables in {lake}: {', '.join(tables)}")
+
+
+# --- versions -----------------------------------------------------------------------------------------
+def parse_as_of(text: str | int | datetime | None) -> int | datetime | None:
+    """`"3"` -> 3; an ISO timestamp -> an aware datetime (UTC when no zone is given); None stays None."""
+    if text is None or isinstance(text, int | datetime):
+        if isinstance(text, datetime) and text.tzinfo is None:
+            return text.replace(tzinfo=UTC)
+        return text
+    value = str(text).strip()
+    if re.fullmatch(r"\d+", value):
+        return int(value)
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise LakeError(f"--as-of {value!r} is neither a version number nor an ISO timestamp "
+                        "(e.g. 3 or 2026-11-23T14:00:00)") from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def open_table(settings: Settings, name: str, as_of: str | int | datetime | None = None) -> DeltaTable:
+    """The DeltaTable of `name`, loaded at `as_of` (version or timestamp; None = latest)."""
+    path = table_path(settings, name)
+    table = DeltaTable(str(path))
+    when = parse_as_of(as_of)
+    if when is None:
+        return table
+    latest = table.version()
+    if isinstance(when, int) and not 0 <= when <= latest:
+        raise LakeError(f"{name} has versions 0..{latest}; there is no version {when} "
+                        f"(see `tootlake history {name}`)")
+    if isinstance(when, datetime):
+        first = min(datetime.fromtimestamp(int(c["timestamp"]) / 1000, tz=UTC) for c in table.history())
+        if when < first:
+            raise LakeError(f"{name} did not exist yet at {when.isoformat()}: its first version is from "
+                            f"{first.isoformat()} (see `tootlake history {name}`)")
+    try:
+        table.load_as_version(when)
+    except Exception as exc:  # delta-rs raises several types here; the message is what matters
+        raise LakeError(f"cannot load {name} as of {as_of}: {exc} (see `tootlake history {name}`)") from None
+    return table
+
+
+def read(settings: Settings, name: str, as_of: str | int | datetime | None = None,
+         columns: list[str] | None = None) -> pa.Table:
+    """The whole table (or `columns`) at `as_of` as an Arrow table."""
+    return open_table(settings, name, as_of).to_pyarrow_table(columns=columns)
+
+
+# --- history ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Commit:
+    version: int
+    at: datetime
+    operation: str
+    rows_written: int | None  # rows the commit wrote (None when the engine did not record it)
+    details: str  # the interesting operation parameters, e.g. mode=Overwrite
+
+
+# operationMetrics keys that count written rows: Spark writes numOutputRows, delta-rs num_added_rows.
+_ROWS_METRICS = ("numOutputRows", "num_added_rows")
+_DETAIL_PARAMS = ("mode", "predicate", "matchedPredicates", "version", "timestamp", "outputMode", "epochId")
+
+
+def _rows_written(metrics: dict[str, Any]) -> int | None:
+    for key in _ROWS_METRICS:
+        if key in metrics and metrics[key] not in (None, ""):
+            return int(metrics[key])
+    return None
+
+
+def history(settings: Settings, name: str, limit: int | None = None) -> list[Commit]:
+    """The table's commits, newest first."""
+    commits = []
+    for entry in open_table(settings, name).history(limit):
+        params = entry.get("operationParameters") or {}
+        details = " ".join(f"{key}={params[key]}" for key in _DETAIL_PARAMS
+                           if params.get(key) not in (None, ""))
+        commits.append(Commit(
+            version=int(entry["version"]),
+            at=datetime.fromtimestamp(int(entry["timestamp"]) / 1000, tz=UTC),
+            operation=str(entry.get("operation", "?")),
+            rows_written=_rows_written(entry.get("operationMetrics") or {}),
+            details=details,
+        ))
+    return sorted(commits, key=lambda commit: commit.version, reverse=True)
+
+
+# --- diff ---------------------------------------------------------------------------------------------
+@dataclass
+class Diff:
+    """What changed in a table between two versions, by key (or by whole row when `key` is empty)."""
+
+    name: str
+    from_version: int
+    to_version: int
+    key: tuple[str, ...]
+    added: pa.Table
+    changed: pa.Table  # the rows at `to_version` whose key existed before with other values
+    removed: pa.Table
+    changed_columns: dict[str, int] = field(default_factory=dict)  # column -> rows where it changed
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"added": self.added.num_rows, "changed": self.changed.num_rows,
+                "removed": self.removed.num_rows}
+
+
+def _quote(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def diff_tables(old: pa.Table, new: pa.Table, key: tuple[str, ...] = ()) -> tuple[
+        pa.Table, pa.Table, pa.Table, dict[str, int]]:
+    """(added, changed, removed, changed_columns) between two Arrow tables, computed in DuckDB.
+
+    With a key: added/removed = keys only in new/old, changed = keys in both whose other columns differ
+    (null-safe). Without: the multiset difference of whole rows (changed is then empty).
+    """
+    con = duckdb.connect()
+    con.register("old_rows", old)
+    con.register("new_rows", new)
+    if not key:
+        added = con.sql("SELECT * FROM new_rows EXCEPT ALL SELECT * FROM old_rows").to_arrow_table()
+        removed = con.sql("SELECT * FROM old_rows EXCEPT ALL SELECT * FROM new_rows").to_arrow_table()
+        return added, new.schema.empty_table(), removed, {}
+    on = " AND ".join(f"n.{_quote(k)} IS NOT DISTINCT FROM o.{_quote(k)}" for k in key)
+    shared = [c for c in new.column_names if c in old.column_names and c not in key]
+    differs = [f"n.{_quote(c)} IS DISTINCT FROM o.{_quote(c)}" for c in shared]
+    added = con.sql(f"SELECT n.* FROM new_rows n ANTI JOIN old_rows o ON {on}").to_arrow_table()
+    removed = con.sql(f"SELECT o.* FROM old_rows o ANTI JOIN new_rows n ON {on}").to_arrow_table()
+    # A column added or dropped between the versions counts as a change of every row in both.
+    schema_changed = set(new.column_names) != set(old.column_names)
+    condition = "TRUE" if schema_changed else (" OR ".join(differs) or "FALSE")
+    changed = con.sql(f"SELECT n.* FROM new_rows n JOIN old_rows o ON {on} WHERE {condition}")
+    changed = changed.to_arrow_table()
+    columns: dict[str, int] = {}
+    if shared:
+        sums = ", ".join(f"count(*) FILTER (WHERE {d})" for d in differs)
+        row = con.sql(f"SELECT {sums} FROM new_rows n JOIN old_rows o ON {on}").fetchone()
+        columns = {c: int(n) for c, n in zip(shared, row, strict=True) if n}
+    return added, changed, removed, columns
+
+
+def diff(settings: Settings, name: str, from_version: str | int, to_version: str | int) -> Diff:
+    """Rows added / changed / removed in `name` between two versions (or timestamps)."""
+    old_table = open_table(settings, name, from_version)
+    new_table = open_table(settings, name, to_version)
+    old, new = old_table.to_pyarrow_table(), new_table.to_pyarrow_table()
+    key = TABLE_KEYS.get(name, ())
+    if not all(k in old.column_names and k in new.column_names for k in key):
+        key = ()
+    added, changed, removed, columns = diff_tables(old, new, key)
+    return Diff(name, old_table.version(), new_table.version(), key, added, changed, removed, columns)
+
+
+# --- restore ------------------------------------------------------------------------------------------
+def restore(settings: Settings, name: str, to_version: str | int) -> dict[str, Any]:
+    """Make `to_version` (version or timestamp) the table's content again, as a new commit (delta-rs).
+
+    History is kept: the restore is itself a version, so it can be undone by restoring the version before it.
+    """
+    table = open_table(settings, name)
+    target = parse_as_of(to_version)
+    if isinstance(target, int) and not 0 <= target <= table.version():
+        raise LakeError(f"{name} has versions 0..{table.version()}; there is no version {target}")
+    try:
+        return table.restore(target)
+    except Exception as exc:
+        raise LakeError(f"restore of {name} to {to_version} failed: {exc}") from None
+
+
+# --- DuckDB -------------------------------------------------------------------------------------------
+def parse_as_of_pins(pins: list[str] | None) -> dict[str, str]:
+    """["silver.posts=3", ...] -> {"silver.posts": "3"}."""
+    result: dict[str, str] = {}
+    for pin in pins or []:
+        name, sep, when = pin.partition("=")
+        if not sep or not name.strip() or not when.strip():
+            raise LakeError(f"--as-of {pin!r}: expected TABLE=VERSION or TABLE=TIMESTAMP, "
+                            "e.g. silver.posts=3")
+        result[name.strip()] = when.strip()
+    return result
+
+
+def duckdb_connect(settings: Settings,
+                   as_of: dict[str, str | int] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB where every lake table is the view `layer.table` (at `as_of[name]` if given).
+
+    Views are lazy Arrow datasets: only the tables a query reads are scanned. Session time zone is UTC so
+    hour/day buckets match the Spark jobs.
+    """
+    tables = list_tables(settings)
+    for name in as_of or {}:
+        table_path(settings, name)  # fail early, listing the valid names
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for name in tables:
+        layer, table = name.split(".")
+        dataset = open_table(settings, name, (as_of or {}).get(name)).to_pyarrow_dataset()
+        source = f"__{layer}__{table}"
+        con.register(source, dataset)
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")
+        con.execute(f"CREATE OR REPLACE VIEW {layer}.{table} AS SELECT * FROM {source}")
+    return con
+
+
+def strip_sql(text: str) -> str:
+    """A script's single statement without trailing semicolons / whitespace (so it can be wrapped)."""
+    return text.strip().rstrip(";").strip()
+
+
+def query(settings: Settings, sql: str, as_of: dict[str, str | int] | None = None) -> pa.Table:
+    """Run one DuckDB statement over the lake; the result as an Arrow table."""
+    con = duckdb_connect(settings, as_of)
+    try:
+        relation = con.sql(sql)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+    finally:
+        con.close()
