@@ -39,6 +39,10 @@ def make_targets(settings: Settings, target: str, log: Callable[[str], None] = p
     if target in ("oracle", "all"):
         from tootlake.pipelines.sync.oracle import OracleTarget, connect_from_settings
 
+        if settings.oracle_dsn is None or not settings.oracle_user:
+            raise SyncError("Oracle is not configured: set ORACLE_DSN, ORACLE_USER and ORACLE_PASSWORD (and "
+                            "ORACLE_WALLET_DIR for a wallet) in .env, or use --target postgres")
+
         targets.append(
             OracleTarget(lambda: connect_from_settings(settings), retry=retry_policy(settings), log=log)
         )
