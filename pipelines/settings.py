@@ -6,7 +6,6 @@ names the setting (see `load_settings`). Secrets are `SecretStr`: they print as 
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -126,7 +125,7 @@ class Settings(BaseSettings):
         """Resolve a configured path against the project root."""
         return value if value.is_absolute() else (self.tootlake_home / value)
 
-    @cached_property
+    @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
 
