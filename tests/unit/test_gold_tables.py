@@ -1,0 +1,122 @@
+"""Every batch gold table: Spark result == an independent DuckDB computation on the same silver rows.
+
+Two inputs: silver-like rows from the bundled real statuses, and crafted edge cases (users at exactly
+ACTIVE_MIN, tombstones, an empty day, a day without hashtags, ties, nulls).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from gold_reference import (
+    DAY_A,
+    DAY_C,
+    connect,
+    crafted_rows,
+    duckdb_rows,
+    post,
+    reference_sql,
+    spark_rows,
+)
+
+from tootlake.gold import activity, hashtags, windowed
+from tootlake.gold.tables import BATCH_TABLES
+from tootlake.pipelines.bench_gold import load_statuses, silver_rows
+from tootlake.silver.schema import POSTS_SCHEMA
+
+ACTIVE_MIN = 5
+
+
+def _frame(spark, rows):
+    return spark.createDataFrame([tuple(r[f.name] for f in POSTS_SCHEMA.fields) for r in rows], POSTS_SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def real_rows(shared_data):
+    rows = silver_rows(load_statuses(shared_data))
+    # a few tombstones among the real posts: gold must ignore them
+    for row in rows[::97]:
+        row.update(is_deleted=True, text=None, text_length=None, hashtags=None)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def datasets(spark, real_rows):
+    built = {}
+    for name, rows in (("real", real_rows), ("crafted", crafted_rows(ACTIVE_MIN))):
+        built[name] = (_frame(spark, rows).cache(), connect(rows))
+    yield built
+    for df, con in built.values():
+        df.unpersist()
+        con.close()
+
+
+@pytest.mark.parametrize("dataset", ["real", "crafted"])
+@pytest.mark.parametrize("table", list(BATCH_TABLES))
+def test_table_matches_independent_duckdb(datasets, table, dataset):
+    silver, con = datasets[dataset]
+    columns, got = spark_rows(BATCH_TABLES[table](silver, ACTIVE_MIN))
+    expected = duckdb_rows(con, reference_sql(ACTIVE_MIN)[table], columns)
+    assert got == expected
+    if dataset == "real":
+        assert got, f"{table} is empty on the real statuses"
+
+
+@pytest.mark.parametrize("dataset", ["real", "crafted"])
+def test_posts_per_minute_batch_definition(datasets, dataset):
+    silver, con = datasets[dataset]
+    columns, got = spark_rows(windowed.posts_per_minute(silver))
+    assert got == duckdb_rows(con, reference_sql(ACTIVE_MIN)["posts_per_minute"], columns)
+
+
+def _collect(df, *columns):
+    return sorted(tuple(row[c] for c in columns) for row in df.collect())
+
+
+def test_active_users_boundary(datasets):
+    silver, _ = datasets["crafted"]
+    users = dict(_collect(activity.active_users(silver, ACTIVE_MIN), "user_acct", "posts"))
+    # alice has exactly ACTIVE_MIN live posts (her tombstone does not count); bob one fewer
+    assert users == {"alice@mastodon.social": ACTIVE_MIN}
+    lower = dict(_collect(activity.active_users(silver, ACTIVE_MIN - 1), "user_acct", "posts"))
+    assert lower == {"alice@mastodon.social": ACTIVE_MIN, "bob@other.example": ACTIVE_MIN - 1}
+    with pytest.raises(ValueError):
+        activity.active_users(silver, 0)
+
+
+def test_top_hashtag_tie_is_broken_alphabetically(datasets):
+    silver, _ = datasets["crafted"]
+    top = _collect(hashtags.top_hashtag_daily(silver), "post_date", "hashtag", "posts", "tied_hashtags")
+    # day A: alpha 3 (alice 2, bob's 'ALPHA' 1), zeta 3 (alice 2 - 'Zeta','zeta' once each - and
+    # alice@other.example 1), beta 2, gamma 2: alpha and zeta tie, alpha wins
+    day_a = [row for row in top if row[0] == DAY_A.date()]
+    assert len(top) == 1 and len(day_a) == 1, "only day A has hashtags (day B is empty, day C has none)"
+    _, tag, posts, tied = day_a[0]
+    assert (tag, posts, tied) == ("alpha", 3, 2)
+
+
+def test_empty_day_and_day_without_hashtags(datasets):
+    silver, _ = datasets["crafted"]
+    daily = dict(_collect(activity.posts_daily(silver), "post_date", "posts"))
+    assert daily == {DAY_A.date(): ACTIVE_MIN + (ACTIVE_MIN - 1) + 1, DAY_C.date(): 2}
+    tag_days = {row[0] for row in _collect(hashtags.hashtags_daily(silver), "post_date")}
+    assert tag_days == {DAY_A.date()}
+
+
+def test_watermark_is_previous_max_minus_delay():
+    watermark = datetime(2024, 1, 1, 12, 20)
+    assert windowed.watermark_for(None, timedelta(minutes=10)) is None
+    assert windowed.watermark_for(datetime(2024, 1, 1, 12, 30), timedelta(minutes=10)) == watermark
+
+
+def test_split_late_rows(spark):
+    base = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    rows = [post(f"p{m}", base + timedelta(minutes=m, seconds=30)) for m in (18, 19, 20, 25)]
+    windowed_posts = windowed.with_minute_window(_frame(spark, rows))
+    on_time, late = windowed.split_late(windowed_posts, datetime(2024, 1, 1, 12, 20))
+    # 12:19:30 is in [12:19, 12:20): its window ended at the watermark -> late; 12:20:30 is on time
+    assert sorted(r["post_id"] for r in late.collect()) == ["p18", "p19"]
+    assert sorted(r["post_id"] for r in on_time.collect()) == ["p20", "p25"]
+    everything, nothing = windowed.split_late(windowed_posts, None)
+    assert everything.count() == 4 and nothing.count() == 0
