@@ -75,11 +75,10 @@ class ModelScorer:
         self.sentiment_model = None
         self.sentiment_model_version: str | None = None
         if sentiment:
-            from tootlake.models import sentiment as sentiment_module
+            from tootlake.models.sentiment import load_sentiment_model, model_version
 
-            self._sentiment = sentiment_module
-            self.sentiment_model = sentiment_module.load_sentiment_model(spark, sentiment_path)
-            self.sentiment_model_version = _sentiment_version(sentiment_module, self.sentiment_model)
+            self.sentiment_model = load_sentiment_model(spark, sentiment_path)
+            self.sentiment_model_version = model_version(sentiment_path)
 
     def score(self, df: DataFrame) -> DataFrame:
         out = score_threat(df, self.threat_path, self.batch_size, self.intra_op_threads)
@@ -87,25 +86,10 @@ class ModelScorer:
             return out.withColumns({"sentiment_label": F.lit(None).cast("string"),
                                     "sentiment_score": F.lit(None).cast("double"),
                                     "sentiment_model_version": F.lit(None).cast("string")})
-        scored = _add_sentiment(self._sentiment, self.sentiment_model, out)
+        from tootlake.models.sentiment import score_sentiment
+
+        scored = score_sentiment(self.sentiment_model, out)
         return scored.withColumn("sentiment_model_version", F.lit(self.sentiment_model_version))
-
-
-def _sentiment_version(module: Any, model: Any) -> str:
-    version = getattr(model, "model_version", None) or getattr(module, "model_version", None)
-    return version(model) if callable(version) else str(version)
-
-
-def _add_sentiment(module: Any, model: Any, df: DataFrame) -> DataFrame:
-    """The sentiment module's scoring function: adds sentiment_label and sentiment_score from `text`."""
-    for name in ("add_sentiment", "score_sentiment", "predict_sentiment", "with_sentiment"):
-        fn = getattr(module, name, None)
-        if fn is not None:
-            try:
-                return fn(model, df)
-            except TypeError:
-                return fn(df, model)
-    raise SilverError("tootlake.models.sentiment has no scoring function (add_sentiment / score_sentiment)")
 
 
 def default_intra_op_threads(spark: SparkSession) -> int:
@@ -152,10 +136,17 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
     ).persist()
     try:
         bronze_rows = judged.count()
-        rejected = quarantine(judged, spark_literal(now))
+        quarantine_path = str(settings.table_path(QUARANTINE_TABLE))
+        # Records already quarantined (same bronze position, same bytes) are not added again: a re-read
+        # of bronze from a fresh checkpoint stays a no-op. Within one checkpoint the txn id covers it.
+        known = (spark.read.format("delta").load(quarantine_path)
+                 .select("bronze_partition", "bronze_offset", "value"))
+        rejected = quarantine(judged, spark_literal(now)).join(
+            known, on=["bronze_partition", "bronze_offset", "value"], how="left_anti"
+        )
         (rejected.write.format("delta").mode("append")
          .option("txnAppId", ctx.txn_app_id).option("txnVersion", batch_id)
-         .save(str(settings.table_path(QUARANTINE_TABLE))))
+         .save(quarantine_path))
         quarantined = judged.where(F.size("rules") > 0).count()
 
         posts_path = str(settings.table_path(POSTS_TABLE))
@@ -164,6 +155,7 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
             latest_per_post(post_versions(judged)), current,
             ctx.scorer.threat_model_version if ctx.scorer else None,
             ctx.scorer.sentiment_model_version if ctx.scorer else None,
+            retry_failed=ctx.scorer is not None,
         )
         # Materialised once: MERGE reads its source twice and must not run the models twice.
         rows = to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)).persist()
@@ -221,6 +213,11 @@ def txn_app_id(checkpoint: Path) -> str:
 def configure_spark(spark: SparkSession, settings: Settings) -> None:
     # Arrow batches of 1-2k rows: big enough to amortise the hop to Python, small enough to stream.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.silver_arrow_batch_size))
+    # Delta rebuilds table state with 50 tasks by default: far too many for small local tables, and
+    # each micro-batch reads three tables' state.
+    spark.conf.set("spark.databricks.delta.snapshotPartitions", str(spark.sparkContext.defaultParallelism))
+    # The MERGE source is already persisted (and counted) by the batch function: no second copy.
+    spark.conf.set("spark.databricks.delta.merge.materializeSource", "none")
 
 
 def start_silver_query(
@@ -265,18 +262,26 @@ def run_silver(
     settings: Settings,
     spark: SparkSession,
     trigger: str = AVAILABLE_NOW,
-    scorer: Scorer | None | str = "models",
+    scorer: Scorer | None | str = "auto",
     max_files_per_trigger: int | None = None,
     clock: Any = None,
 ) -> dict:
     """Run the silver stream (available-now: until bronze is drained) and return what it did.
 
-    `scorer="models"` loads the threat and sentiment models; pass a Scorer (tests) or None (no scoring:
-    rows are written with processing_status FAILED and scored when next seen).
+    `scorer="models"` loads the threat and sentiment models (and fails, saying what to do, when one is
+    missing); `"auto"` does the same but carries on without scoring when a model artifact is missing;
+    pass a Scorer (tests) or None (no scoring: rows get processing_status FAILED and are scored when
+    next seen).
     """
     configure_spark(spark, settings)
     ensure_tables(spark, settings)
-    if scorer == "models":
+    if scorer == "auto":
+        try:
+            scorer = build_scorer(spark, settings)
+        except Exception as exc:  # noqa: BLE001 - ModelLoadError, or the sentiment artifact missing
+            print(f"[silver] WARNING: scoring disabled, a model is not available: {exc}", flush=True)
+            scorer = None
+    elif scorer == "models":
         scorer = build_scorer(spark, settings)
     writer = SilverBatchWriter(settings, scorer, txn_app_id(settings.checkpoint_path("silver")))
     if clock is not None:

@@ -112,12 +112,14 @@ def plan_scoring(
     current: DataFrame,
     threat_model_version: str | None,
     sentiment_model_version: str | None,
+    retry_failed: bool = True,
 ) -> DataFrame:
     """Adds `needs_scoring` and carries the stored scores over when the post need not be scored again.
 
     A post is scored when it is new, its text changed, a model version changed, or its last scoring
-    failed; tombstones are never scored. `current` is silver/posts as it stands (any superset of
-    post_id, text, created_at, edited_at, is_deleted and SCORE_COLUMNS).
+    failed (unless `retry_failed` is false: no models this run); tombstones are never scored.
+    `current` is silver/posts as it stands (any superset of post_id, text, created_at, edited_at,
+    is_deleted and SCORE_COLUMNS).
     """
     stored = current.select(
         "post_id",
@@ -134,7 +136,7 @@ def plan_scoring(
     )
     changed = (
         F.col("_stored_processing_status").isNull()
-        | (F.col("_stored_processing_status") != SUCCESS)
+        | ((F.col("_stored_processing_status") != SUCCESS) & F.lit(retry_failed))
         | ~F.col("text").eqNullSafe(F.col("_stored_text"))
         | ~F.col("_stored_threat_model_version").eqNullSafe(F.lit(threat_model_version))
         | ~F.col("_stored_sentiment_model_version").eqNullSafe(F.lit(sentiment_model_version))

@@ -26,6 +26,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
+    from tootlake.models.sentiment import SentimentModelError
     from tootlake.models.threat import ModelLoadError
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.silver_job import SilverError, format_summary, run_silver, silver_summary
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_silver(settings, spark, args.trigger, scorer=None if args.no_scoring else "models",
                             max_files_per_trigger=args.max_files_per_trigger)
-    except (SilverError, ModelLoadError) as exc:
+    except (SilverError, ModelLoadError, SentimentModelError) as exc:
         print(f"[silver] {exc}", file=sys.stderr)
         return 2
     print("[silver] done: " + json.dumps(report))
