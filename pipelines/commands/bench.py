@@ -13,6 +13,7 @@ BENCHES = [
     ("silver", "tootlake.pipelines.bench_silver", "silver scoring posts/s vs plain onnxruntime"),
     ("gold", "tootlake.pipelines.bench_gold", "gold run time on 1x/10x/100x the bundled posts"),
     ("sync", "tootlake.pipelines.bench_sync", "PostgreSQL upsert rows/s vs plain COPY (ratio)"),
+    ("models", "tootlake.models.bench", "threat model posts/s per batch size, sentiment posts/s"),
 ]
 
 

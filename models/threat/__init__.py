@@ -1,0 +1,182 @@
+"""Threat model at run time: ONNX (onnxruntime) + a `tokenizers` tokenizer. No torch.
+
+Stable API (silver calls these; keep them stable):
+
+    from tootlake.models.threat import get_threat_model, threat_level, contains_hate_speech
+
+    model = get_threat_model()                 # one cached InferenceSession per process / Spark worker
+    probs = model.predict_proba(texts)         # np.ndarray [n, 3], columns = model.labels
+    labels, scores = model.predict(texts)      # list[str] in {"none","offensive","hate"}, np.ndarray[float]
+    model.model_version                        # "threat-minilm-<sha256[:12]>" of model.onnx + config.json
+    threat_level(label, score)                 # "NONE" | "LOW" | "MEDIUM" | "HIGH"
+    contains_hate_speech(label, score)         # 0 | 1
+
+`ThreatModel.load(path=None, intra_op_threads=None)` loads a given artifact folder (default: the packaged
+`models/threat/artifact`). Texts are normalised with `tootlake.models.text.normalise` first (mentions ->
+`@user`, links dropped, HTML entities unescaped), as in training; None and "" are allowed and score as "none".
+
+Label and score: `predict` returns the arg-max label and its probability.
+
+threat_level mapping (label, score = probability of that label):
+    label "none"                              -> "NONE"
+    label "offensive", score <  0.80          -> "LOW"
+    label "offensive", score >= 0.80          -> "MEDIUM"
+    label "hate",      score <  0.80          -> "MEDIUM"
+    label "hate",      score >= 0.80          -> "HIGH"
+contains_hate_speech: 1 when label == "hate" and score >= 0.50, else 0 (the arg-max of three classes can be
+below 0.5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tootlake.models.text import normalise
+
+DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
+LABELS = ("none", "offensive", "hate")
+HIGH_CONFIDENCE = 0.80
+HATE_FLAG_MIN_SCORE = 0.50
+
+
+class ModelLoadError(RuntimeError):
+    """The model artifact is missing or unreadable; the message says which file and what to do."""
+
+
+def threat_level(label: str, score: float) -> str:
+    """Map a predicted label and its probability to NONE / LOW / MEDIUM / HIGH (see the module docstring)."""
+    if label == "none":
+        return "NONE"
+    if label == "offensive":
+        return "MEDIUM" if score >= HIGH_CONFIDENCE else "LOW"
+    if label == "hate":
+        return "HIGH" if score >= HIGH_CONFIDENCE else "MEDIUM"
+    raise ValueError(f"unknown threat label {label!r}; expected one of {LABELS}")
+
+
+def contains_hate_speech(label: str, score: float) -> int:
+    """1 when the label is `hate` with probability >= 0.5, else 0."""
+    if label not in LABELS:
+        raise ValueError(f"unknown threat label {label!r}; expected one of {LABELS}")
+    return int(label == "hate" and score >= HATE_FLAG_MIN_SCORE)
+
+
+def _hint(path: Path) -> str:
+    return (f"expected model.onnx, tokenizer.json and config.json in {path}; "
+            "restore them from git (`git checkout -- models/threat/artifact`) or rebuild with "
+            "`tootlake models train threat` (needs the `train` extra)")
+
+
+class ThreatModel:
+    """An ONNX threat classifier with its tokenizer and decision settings (config.json)."""
+
+    def __init__(self, session, tokenizer, config: dict, model_version: str, path: Path) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.config = config
+        self.model_version = model_version
+        self.path = path
+        self.labels: list[str] = list(config.get("labels", LABELS))
+        self.max_length = int(config.get("max_length", 64))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, intra_op_threads: int | None = None) -> ThreatModel:
+        """Load an artifact folder; `intra_op_threads` defaults to $THREAT_INTRA_OP_THREADS, else ORT's."""
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        folder = Path(path) if path is not None else DEFAULT_ARTIFACT_DIR
+        files = {name: folder / name for name in ("model.onnx", "tokenizer.json", "config.json")}
+        for name, file in files.items():
+            if not file.is_file():
+                raise ModelLoadError(f"threat model file missing: {file} ({_hint(folder)})")
+            if file.stat().st_size < 64 and name == "model.onnx" or _is_lfs_pointer(file):
+                raise ModelLoadError(f"threat model file {file} is empty or a pointer, not a model "
+                                     f"({_hint(folder)})")
+        try:
+            config = json.loads(files["config.json"].read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"corrupt {files['config.json']}: {exc} ({_hint(folder)})") from exc
+        try:
+            tokenizer = Tokenizer.from_file(str(files["tokenizer.json"]))
+        except Exception as exc:  # tokenizers raises plain Exception subclasses
+            raise ModelLoadError(f"corrupt {files['tokenizer.json']}: {exc} ({_hint(folder)})") from exc
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=int(config.get("max_length", 64)))
+        options = ort.SessionOptions()
+        threads = intra_op_threads or int(os.environ.get("THREAT_INTRA_OP_THREADS", "0") or 0)
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(files["model.onnx"]), options,
+                                           providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            raise ModelLoadError(f"corrupt {files['model.onnx']}: cannot load it with onnxruntime "
+                                 f"({type(exc).__name__}) ({_hint(folder)})") from exc
+        digest = hashlib.sha256()
+        for name in ("model.onnx", "config.json"):
+            with files[name].open("rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+        version = f"{config.get('name', 'threat-minilm')}-{digest.hexdigest()[:12]}"
+        return cls(session, tokenizer, config, version, folder)
+
+    def _encode(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+        encodings = self.tokenizer.encode_batch([normalise(t) for t in texts])
+        width = max(1, max(len(e.ids) for e in encodings))
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            ids[row, : len(enc.ids)] = enc.ids
+            mask[row, : len(enc.ids)] = 1
+        return ids, mask
+
+    def predict_proba(self, texts: Sequence[str | None], batch_size: int = 32) -> np.ndarray:
+        """Probabilities [n, 3] in the order of `self.labels` (none, offensive, hate)."""
+        texts = list(texts)
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        # Sort by length so each batch pads little; results go back to the caller's order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i] or ""))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            ids, mask = self._encode([texts[i] for i in idx])
+            (probs,) = self.session.run(["probs"], {"input_ids": ids, "attention_mask": mask})
+            out[idx] = probs
+        return out
+
+    def predict(self, texts: Sequence[str | None], batch_size: int = 32) -> tuple[list[str], np.ndarray]:
+        """(arg-max labels, their probabilities)."""
+        probs = self.predict_proba(texts, batch_size=batch_size)
+        best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
+        return [self.labels[i] for i in best], probs[np.arange(len(probs)), best].astype(np.float64)
+
+
+def _is_lfs_pointer(file: Path) -> bool:
+    if file.stat().st_size > 1024:
+        return False
+    return file.read_bytes().startswith(b"version https://git-lfs")
+
+
+_CACHE: dict[tuple[str, int | None], ThreatModel] = {}
+_LOCK = threading.Lock()
+
+
+def get_threat_model(path: str | Path | None = None, intra_op_threads: int | None = None) -> ThreatModel:
+    """A process-wide cached ThreatModel: each Spark Python worker builds one InferenceSession, not one per
+    batch."""
+    key = (str(Path(path).resolve()) if path else str(DEFAULT_ARTIFACT_DIR), intra_op_threads)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = ThreatModel.load(path, intra_op_threads=intra_op_threads)
+        return _CACHE[key]

