@@ -10,6 +10,8 @@ from pyspark.sql import SparkSession
 
 from tootlake.pipelines.settings import Settings
 
+LOG4J2_CONFIG = Path(__file__).resolve().parent / "conf" / "log4j2.properties"
+
 
 def spark_jars(settings: Settings) -> list[Path]:
     jars = sorted(settings.path(settings.jars_dir).joinpath("spark").glob("*.jar"))
@@ -42,7 +44,7 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
         .config("spark.ui.showConsoleProgress", "false")
         # DuckDB / delta-rs read the same tables: keep deletion vectors off.
         .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "false")
-        .config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}")
     )
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
