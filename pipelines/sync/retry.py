@@ -50,7 +50,7 @@ def with_retry(
                 waited = sum(delays)
                 first_line = (str(exc).strip().splitlines() or [""])[0]
                 raise SyncError(
-                    f"{what}: connection lost and not back after {policy.attempts} tries over {waited:.0f} s "
+                    f"{what}: connection lost and not back after {policy.attempts} tries over {waited:.1f} s "
                     f"({type(exc).__name__}: {first_line}). "
                     "Nothing was committed for this batch and the checkpoint did not advance: start the "
                     "database (e.g. `tootlake services up`) and run `tootlake sync` again."

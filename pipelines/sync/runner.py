@@ -132,7 +132,7 @@ def run_sync(
     try:
         try:
             report = run_query(query, f"sync-{target}", log=log)
-        except RuntimeError:
+        except Exception:  # StreamingQueryException from awaitTermination, or run_query's RuntimeError
             if failure:  # the clear message, not the JVM's stack trace
                 cause = failure[-1]
                 raise (cause if isinstance(cause, SyncError) else SyncError(
