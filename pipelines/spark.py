@@ -44,6 +44,8 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
         .config("spark.ui.showConsoleProgress", "false")
         # DuckDB / delta-rs read the same tables: keep deletion vectors off.
         .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "false")
+        # Delta rebuilds a table's state with 50 tasks by default: far too many for small tables on 2 cores.
+        .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}")
     )
     for key, value in (extra_conf or {}).items():
