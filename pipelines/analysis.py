@@ -19,6 +19,7 @@ from tootlake.pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SQL_DIR = REPO_ROOT / "sql" / "duckdb"
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 THREAT_COLOURS = {"NONE": "#9ecae1", "LOW": "#fdd49e", "MEDIUM": "#fc8d59", "HIGH": "#d7301f",
                   "UNSCORED": "#bdbdbd"}
 
@@ -197,3 +198,34 @@ def plot_table_rows(df: pd.DataFrame) -> Figure:
         ax.set_xscale("log")
     ax.set(title="Rows per table (current version)", xlabel="rows (log scale)")
     return fig
+
+
+# --- running the notebooks ----------------------------------------------------------------------------
+def run_notebook(path: Path, executed_dir: Path | None = None, timeout_s: int = 300):
+    """Execute one notebook on this interpreter's ipykernel (the kernel inherits LAKE_DIR, PLOTS_DIR, ...).
+
+    The notebook in the repository is left as it is (outputs stay stripped); with `executed_dir`, the
+    executed copy is written there. Returns the executed notebook; raises on the first failing cell.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    # "python" in the kernel spec is replaced by this interpreter, so the kernel sees the same packages.
+    NotebookClient(notebook, timeout=timeout_s, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    if executed_dir is not None:
+        executed_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, executed_dir / path.name)
+    return notebook
+
+
+def run_notebooks(executed_dir: str | Path = "var/notebooks") -> int:
+    """`make notebooks`: run every notebook on the lake (plots: PLOTS_DIR, executed copies: executed_dir)."""
+    settings = notebook_settings()
+    target = settings.path(Path(executed_dir))
+    for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
+        print(f"running {path.name} ...", flush=True)
+        run_notebook(path, target)
+    print(f"plots in {settings.path(settings.plots_dir)}, executed notebooks in {target}")
+    return 0

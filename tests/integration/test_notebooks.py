@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 from analysis_lake import build_lake
-from nbclient import NotebookClient
+
+from tootlake.pipelines.analysis import run_notebook
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -37,10 +38,11 @@ def test_notebook_executes_and_plots(name: str, tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("TOOTLAKE_HOME", str(REPO_ROOT))
     monkeypatch.setenv("LAKE_DIR", str(tmp_path / "lake"))
     monkeypatch.setenv("PLOTS_DIR", str(plots))
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     # The kernel inherits this process's environment; "python" in the kernel spec becomes this interpreter.
-    NotebookClient(notebook, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    notebook = run_notebook(NOTEBOOKS / name, executed_dir=tmp_path / "executed", timeout_s=180)
+    assert (tmp_path / "executed" / name).is_file()
+    repo_copy = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert not any(cell.get("outputs") for cell in repo_copy.cells)  # the repository's copy stays stripped
 
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
