@@ -26,6 +26,7 @@ from tootlake.pipelines.sync.records import (
     RAW_COLUMNS,
     STAGE_COLUMNS,
     STAGE_NAMES,
+    is_deleted,
 )
 from tootlake.pipelines.sync.retry import RetryPolicy, with_retry
 
@@ -44,6 +45,8 @@ STAGE_DDL = (
     + ", ".join(f"{name} {_PG_TYPES[kind]}" for name, kind in STAGE_COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
+# the DISTINCT ON sort carries whole rows: keep a batch's sort in memory (this transaction only)
+WORK_MEM_SQL = "SET LOCAL work_mem = '64MB'"
 COPY_SQL = f"COPY sync_stage ({', '.join(STAGE_NAMES)}) FROM STDIN"
 
 # One row per post: newest updated_at, a tombstone winning a tie (same rule as records.latest_per_post).
@@ -185,11 +188,13 @@ class PostgresTarget:
         counts = BatchCounts(staged=len(rows))
         try:
             with conn.cursor() as cur:
+                cur.execute(WORK_MEM_SQL)
                 cur.copy_expert(COPY_SQL, io.BytesIO(copy_payload(rows)))
-                cur.execute(DELETE_PROCESSED_SQL)
-                counts.processed_deleted = cur.rowcount
-                cur.execute(DELETE_RAW_SQL)
-                counts.raw_deleted = cur.rowcount
+                if any(is_deleted(row) for row in rows):  # most batches have no tombstone: skip two scans
+                    cur.execute(DELETE_PROCESSED_SQL)
+                    counts.processed_deleted = cur.rowcount
+                    cur.execute(DELETE_RAW_SQL)
+                    counts.raw_deleted = cur.rowcount
                 cur.execute(UPSERT_RAW_SQL)
                 counts.raw_upserted = cur.rowcount
                 cur.execute(UPSERT_PROCESSED_SQL)

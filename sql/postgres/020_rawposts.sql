@@ -32,4 +32,3 @@ CREATE TABLE IF NOT EXISTS rawposts (
 );
 
 CREATE INDEX IF NOT EXISTS rawposts_created_at_idx ON rawposts (created_at);
-CREATE INDEX IF NOT EXISTS rawposts_platform_idx ON rawposts (platform_id);

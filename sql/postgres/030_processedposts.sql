@@ -4,7 +4,7 @@
 CREATE TABLE IF NOT EXISTS processedposts (
     processed_id            bigint       GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     raw_post_id             text         NOT NULL UNIQUE REFERENCES rawposts (post_id),
-    platform_id             smallint     NOT NULL REFERENCES platforms (platform_id),
+    platform_id             smallint     NOT NULL,              -- as in rawposts (checked there by its FK)
     hashtag                 text,
     post_content            text,
     created_at              timestamptz,
