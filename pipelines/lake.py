@@ -12,6 +12,7 @@ Arrow dataset): no DuckDB extension is downloaded.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,7 +99,10 @@ def parse_as_of(text: str | int | datetime | None) -> int | datetime | None:
 def open_table(settings: Settings, name: str, as_of: str | int | datetime | None = None) -> DeltaTable:
     """The DeltaTable of `name`, loaded at `as_of` (version or timestamp; None = latest)."""
     path = table_path(settings, name)
-    table = DeltaTable(str(path))
+    try:
+        table = DeltaTable(str(path))
+    except Exception as exc:  # e.g. an empty or damaged _delta_log
+        raise LakeError(f"cannot open {name} at {path}: {exc}") from None
     when = parse_as_of(as_of)
     if when is None:
         return table
@@ -274,7 +278,14 @@ def duckdb_connect(settings: Settings,
     con.execute("SET TimeZone = 'UTC'")
     for name in tables:
         layer, table = name.split(".")
-        dataset = open_table(settings, name, (as_of or {}).get(name)).to_pyarrow_dataset()
+        try:
+            dataset = open_table(settings, name, (as_of or {}).get(name)).to_pyarrow_dataset()
+        except Exception as exc:
+            if name in (as_of or {}):
+                raise
+            # One unreadable table (a feature delta-rs lacks) must not block queries on the others.
+            print(f"tootlake: table {name} is left out of DuckDB: {exc}", file=sys.stderr)
+            continue
         source = f"__{layer}__{table}"
         con.register(source, dataset)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {layer}")

@@ -273,3 +273,13 @@ def test_render_formats() -> None:
         {"name": "a,b", "n": 1, "at": "2023-05-01T10:00:00+00:00", "tags": ["x"]},
         {"name": None, "n": 22, "at": None, "tags": []}]
     assert render(table.slice(0, 0), "table").endswith("(no rows)\n")
+
+
+def test_sql_leaves_out_an_unreadable_table(lake_settings: Settings, capsys) -> None:
+    broken = lake_settings.path(lake_settings.lake_dir) / "gold" / "broken" / "_delta_log"
+    broken.mkdir(parents=True)  # a log folder without commits: delta-rs cannot load it
+    code, out, err = run_cli(capsys, "sql", "SELECT count(*) AS n FROM silver.posts", "--format", "csv")
+    assert (code, out) == (0, "n\n4\n")
+    assert "gold.broken is left out" in err
+    code, _, err = run_cli(capsys, "sql", "SELECT 1", "--as-of", "gold.broken=0")
+    assert code == 2 and "cannot open gold.broken" in err
