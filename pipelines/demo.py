@@ -49,6 +49,42 @@ def run_demo(settings: Settings, log: Log = print, max_posts: int | None = None)
     log(f"   this run: {bronze_report.rows} new rows; table total {total} rows at {bronze_path}")
     _done(log, started)
 
+    started = _step(log, 4, "silver: parse, quarantine, UTC, latest edit wins, threat + sentiment scores")
+    from tootlake.pipelines.silver_job import format_summary as format_silver
+    from tootlake.pipelines.silver_job import run_silver, silver_summary
+
+    silver_report = run_silver(settings, spark)
+    log(f"   this run: {silver_report['bronze_rows']} bronze rows read, {silver_report['inserted']} posts "
+        f"inserted, {silver_report['updated']} updated, {silver_report['quarantined']} quarantined, "
+        f"{silver_report['scored']} scored")
+    log(f"   models: {silver_report['threat_model_version']}, {silver_report['sentiment_model_version']}")
+    log(format_silver(silver_summary(spark, settings)))
+    _done(log, started)
+
+    started = _step(log, 5, "gold: aggregates from silver/posts")
+    from tootlake.pipelines.gold_job import format_summary as format_gold
+    from tootlake.pipelines.gold_job import gold_summary, run_gold
+
+    for table, rows in run_gold(settings, spark, progress=False).items():
+        log(f"   gold.{table:<24} {rows:>6} rows")
+    log(format_gold(gold_summary(settings, spark)))
+    _done(log, started)
+
+    started = _step(log, 6, "sync: silver -> PostgreSQL RAWPOSTS / PROCESSEDPOSTS, gold -> schema gold")
+    from tootlake.pipelines.sync import run_sync
+    from tootlake.pipelines.sync.dbinit import init_postgres
+
+    init_postgres(settings.postgres_conninfo(), log=lambda _line: None)
+    sync_report = run_sync(settings, spark, target="postgres", log=lambda _line: None)
+    postgres = sync_report.get("postgres", {})
+    counts = ", ".join(f"{k} {v}" for k, v in postgres.items() if isinstance(v, int))
+    log(f"   {counts}")
+    log(f"   gold tables copied: {len(sync_report.get('gold_tables') or {})}")
+    if settings.uses_embedded_postgres:
+        log(f"   look: psql -h 127.0.0.1 -p {settings.postgres_port} -U {settings.postgres_user} "
+            f"{settings.postgres_db} -c 'SELECT threat_level, count(*) FROM processedposts GROUP BY 1'")
+    _done(log, started)
+
     log("\nDone. Tables live under " + str(settings.path(settings.lake_dir)))
     log("Services keep running; stop them with `tootlake services down`.")
     return 0
