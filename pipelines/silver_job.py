@@ -135,7 +135,10 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
         timedelta(seconds=settings.silver_future_tolerance_s),
     ).persist()
     try:
-        bronze_rows = judged.count()
+        # One pass fills the cache and gives both counts.
+        totals = judged.agg(F.count(F.lit(1)).alias("n"),
+                            F.count(F.when(F.size("rules") > 0, 1)).alias("bad")).first()
+        bronze_rows, quarantined = int(totals["n"]), int(totals["bad"])
         quarantine_path = str(settings.table_path(QUARANTINE_TABLE))
         # Records already quarantined (same bronze position, same bytes) are not added again: a re-read
         # of bronze from a fresh checkpoint stays a no-op. Within one checkpoint the txn id covers it.
@@ -147,7 +150,6 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
         (rejected.write.format("delta").mode("append")
          .option("txnAppId", ctx.txn_app_id).option("txnVersion", batch_id)
          .save(quarantine_path))
-        quarantined = judged.where(F.size("rules") > 0).count()
 
         posts_path = str(settings.table_path(POSTS_TABLE))
         current = spark.read.format("delta").load(posts_path)
@@ -160,8 +162,9 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
         # Materialised once: MERGE reads its source twice and must not run the models twice.
         rows = to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)).persist()
         try:
-            offered = rows.count()
-            scored = rows.where("needs_scoring").count()
+            totals = rows.agg(F.count(F.lit(1)).alias("n"),
+                              F.count(F.when(F.col("needs_scoring"), 1)).alias("scored")).first()
+            offered, scored = int(totals["n"]), int(totals["scored"])
             metrics = (
                 DeltaTable.forPath(spark, posts_path).alias("t")
                 .merge(rows.alias("s"), MERGE_ON)
@@ -216,8 +219,6 @@ def configure_spark(spark: SparkSession, settings: Settings) -> None:
     # Delta rebuilds table state with 50 tasks by default: far too many for small local tables, and
     # each micro-batch reads three tables' state.
     spark.conf.set("spark.databricks.delta.snapshotPartitions", str(spark.sparkContext.defaultParallelism))
-    # The MERGE source is already persisted (and counted) by the batch function: no second copy.
-    spark.conf.set("spark.databricks.delta.merge.materializeSource", "none")
 
 
 def start_silver_query(

@@ -139,10 +139,9 @@ def with_rule_failures(
     failed = [F.when(F.coalesce(rule.fails(df), F.lit(False)), F.lit(rule.name)) for rule in checks]
     details = {rule.name: rule.detail for rule in checks}
     df = df.withColumn("rules", F.filter(F.array(*failed), lambda name: name.isNotNull()))
-    reason = F.lit(None).cast("string")
-    for name, detail in reversed(details.items()):
-        reason = F.when(F.get(F.col("rules"), 0) == name, F.lit(detail)).otherwise(reason)
-    return df.withColumn("reason", reason)
+    # A map lookup keeps the plan small (a CASE per rule would repeat the `rules` expression).
+    detail_of = F.create_map(*[F.lit(x) for pair in details.items() for x in pair])
+    return df.withColumn("reason", detail_of[F.get(F.col("rules"), 0)])
 
 
 def quarantine(judged: DataFrame, quarantined_at: Column) -> DataFrame:
