@@ -48,8 +48,8 @@ def _cell(value: object) -> str:
     return str(plain)
 
 
-def render(table: pa.Table, fmt: str = "table") -> str:
-    """An Arrow table as an aligned text table, CSV (with header) or JSON lines (one object per row)."""
+def render(table: pa.Table, fmt: str = "table", max_cell: int | None = _MAX_CELL) -> str:
+    """An Arrow table as an aligned text table (cells cut at `max_cell`), CSV or JSON lines (one per row)."""
     rows = table.to_pylist()
     if fmt == "json":
         return "".join(json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False) + "\n"
@@ -65,7 +65,7 @@ def render(table: pa.Table, fmt: str = "table") -> str:
 
     def short(text: str) -> str:
         text = text.replace("\n", " ")
-        return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
+        return text if max_cell is None or len(text) <= max_cell else text[: max_cell - 1] + "…"
 
     names = table.column_names
     numeric = [pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
@@ -133,7 +133,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         if rows.num_rows and args.rows:
             shown = rows.select(list(result.key)) if result.key else rows
             print(f"\n{label} (first {min(args.rows, rows.num_rows)}):")
-            sys.stdout.write(render(shown.slice(0, args.rows)))
+            sys.stdout.write(render(shown.slice(0, args.rows), max_cell=None if result.key else _MAX_CELL))
     return 0
 
 
