@@ -35,6 +35,14 @@ def notebook_settings() -> Settings:
     return load_settings(tootlake_home=REPO_ROOT)
 
 
+def require(settings: Settings, *names: str) -> None:
+    """Stop a notebook early, saying what to run, when a table it reads is not in the lake yet."""
+    missing = [name for name in names if name not in lake.list_tables(settings)]
+    if missing:
+        raise lake.LakeError(f"{', '.join(missing)} not in {settings.path(settings.lake_dir)} yet: run "
+                             "`make demo` (or `tootlake silver` / `tootlake gold`) first")
+
+
 # --- queries ------------------------------------------------------------------------------------------
 def sql_text(name: str) -> str:
     """The statement of `sql/duckdb/<name>.sql` (name with or without the number prefix / suffix)."""

@@ -283,3 +283,11 @@ def test_sql_leaves_out_an_unreadable_table(lake_settings: Settings, capsys) -> 
     assert "gold.broken is left out" in err
     code, _, err = run_cli(capsys, "sql", "SELECT 1", "--as-of", "gold.broken=0")
     assert code == 2 and "cannot open gold.broken" in err
+
+
+def test_notebook_require_names_what_is_missing(lake_settings: Settings) -> None:
+    from tootlake.pipelines import analysis
+
+    analysis.require(lake_settings, "silver.posts", "gold.sentiment_by_hashtag")
+    with pytest.raises(lake.LakeError, match=r"gold.posts_hourly not in .* yet: run `make demo`"):
+        analysis.require(lake_settings, "silver.posts", "gold.posts_hourly")
