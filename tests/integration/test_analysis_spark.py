@@ -136,9 +136,18 @@ def test_diff_sees_spark_update_delete_merge(spark, spark_lake: Settings) -> Non
     delete = lake.diff(spark_lake, TABLE, 1, 2)
     assert set(delete.removed.column("post_id").to_pylist()) == user3
     assert delete.counts["added"] == delete.counts["changed"] == 0
+    # MERGE of rows 250..399 (text_length 42): inserts 300..399 and the user3 rows the DELETE removed,
+    # updates the rest of 250..299 (text_length, and the fr rows' UPDATE is undone).
+    source = synthetic_posts(400)[250:400]
+    v2 = {r["post_id"]: r for r in spark_at(spark, spark_lake, 2).collect()}
+    compared = ("text_length", "threat_level", "contains_hate_speech")
+    expected_changed = {row["post_id"] for row in source if row["post_id"] in v2 and any(
+        v2[row["post_id"]][c] != (42 if c == "text_length" else row[c]) for c in compared)}
     merge = lake.diff(spark_lake, TABLE, 2, 3)
-    assert merge.counts["added"] == 100  # rows 300..399
-    assert merge.changed_columns.keys() == {"text_length"}
+    assert set(merge.added.column("post_id").to_pylist()) == {r["post_id"] for r in source} - set(v2)
+    assert set(merge.changed.column("post_id").to_pylist()) == expected_changed
+    assert merge.counts["removed"] == 0
+    assert "text_length" in merge.changed_columns and set(merge.changed_columns) <= set(compared)
 
 
 def test_gold_diff_keys_are_gold_grains(spark, spark_lake: Settings) -> None:
