@@ -30,6 +30,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--rows", type=int, default=20_000, help="posts per run (default 20000)")
     parser.add_argument("--batch-size", type=int, default=5_000, help="posts per transaction (default 5000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per path; the median is reported")
+    parser.add_argument("--freshness", type=int, default=0, metavar="POSTS",
+                        help="instead: the sync leg's freshness in continuous mode over POSTS posts "
+                             "(silver/posts commit -> PROCESSEDPOSTS row visible), p50/p95; needs Spark")
+    parser.add_argument("--trigger", default="1 second", help="sync trigger for --freshness (default 1 s)")
     return parser
 
 
@@ -67,6 +71,8 @@ def _batches(rows: list, size: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.freshness:
+        return run_freshness(args)
     import psycopg2
 
     from tootlake.pipelines import services
@@ -147,6 +153,105 @@ def run(args: argparse.Namespace) -> int:
     verdict = "meets" if ratio >= GOAL_RATIO else "misses"
     print(f"[bench sync] upsert/copy ratio {ratio:.2f} end to end ({verdict} the goal >= {GOAL_RATIO}); "
           f"{db_ratio:.2f} database only")
+    return 0
+
+
+def run_freshness(args: argparse.Namespace) -> int:
+    """Continuous sync into a scratch database; silver commits of 10 posts; latency = row visible - commit."""
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    import psycopg2
+    from pydantic import SecretStr
+
+    from tootlake.pipelines import services
+    from tootlake.pipelines.settings import load_settings
+    from tootlake.pipelines.spark import build_spark
+    from tootlake.pipelines.sync import dbinit
+    from tootlake.pipelines.sync.runner import run_sync
+    from tootlake.silver.schema import POSTS_SCHEMA
+
+    base = load_settings()
+    if base.uses_embedded_postgres:
+        services.start_postgres(base)
+    bench_db = f"{base.postgres_db}_bench_fresh"
+    parts = psycopg2.extensions.parse_dsn(base.postgres_conninfo())
+    admin_info = psycopg2.extensions.make_dsn(**{**parts, "dbname": "postgres"})
+    with contextlib.closing(psycopg2.connect(admin_info)) as conn:
+        conn.autocommit = True
+        conn.cursor().execute(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)')
+        conn.cursor().execute(f'CREATE DATABASE "{bench_db}"')
+    bench_info = psycopg2.extensions.make_dsn(**{**parts, "dbname": bench_db})
+    dbinit.init_postgres(bench_info, log=lambda _: None)
+    work = Path(tempfile.mkdtemp(prefix="tootlake-bench-fresh-"))
+    dsn = SecretStr(bench_info) if base.postgres_dsn else None
+    settings = base.model_copy(update={"lake_dir": work / "lake", "checkpoint_dir": work / "checkpoints",
+                                       "postgres_dsn": dsn, "postgres_db": bench_db})
+    spark = build_spark(settings, "tootlake-bench-sync-freshness")
+    silver = str(settings.table_path("silver.posts"))
+    posts = synthetic_posts(args.freshness + 10)
+
+    def commit(rows: list[dict]) -> float:
+        now = dt.datetime.now(dt.UTC)
+        rows = [{**r, "updated_at": now.replace(tzinfo=None)} for r in rows]
+        frame = spark.createDataFrame(rows, POSTS_SCHEMA).coalesce(1)
+        frame.write.format("delta").mode("append").save(silver)
+        return time.time()
+
+    commit(posts[:10])  # creates the table; the first batch also starts the stream
+    failure: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            run_sync(settings, spark, trigger=args.trigger, copy_gold=False, log=lambda _: None)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failure.append(exc)
+
+    thread = threading.Thread(target=stream, daemon=True)
+    thread.start()
+    latencies: list[float] = []
+    with contextlib.closing(psycopg2.connect(bench_info)) as conn:
+        conn.autocommit = True
+        cur = conn.cursor()
+
+        def visible(ids: list[str]) -> int:
+            cur.execute("SELECT count(*) FROM processedposts WHERE raw_post_id = ANY(%s)", (ids,))
+            return cur.fetchone()[0]
+
+        deadline = time.time() + 600
+        while visible([p["post_id"] for p in posts[:10]]) < 10 and time.time() < deadline and not failure:
+            time.sleep(0.2)  # wait for the stream to be up
+        print(f"[bench sync] freshness: stream up; committing {args.freshness} posts, 10 per silver commit")
+        for start in range(10, args.freshness + 10, 10):
+            chunk = posts[start : start + 10]
+            ids = [p["post_id"] for p in chunk]
+            committed = commit(chunk)
+            pending = set(ids)
+            while pending and time.time() < committed + 120 and not failure:
+                cur.execute("SELECT raw_post_id FROM processedposts WHERE raw_post_id = ANY(%s)",
+                            (list(pending),))
+                seen = {row[0] for row in cur.fetchall()}
+                latencies.extend(time.time() - committed for _ in seen)
+                pending -= seen
+                time.sleep(0.05)
+    for query in spark.streams.active:
+        query.stop()
+    thread.join(60)
+    if failure:
+        print(f"[bench sync] freshness: the sync failed: {failure[0]}")
+        return 1
+    latencies.sort()
+    if not latencies:
+        print("[bench sync] freshness: no post became visible")
+        return 1
+    p50 = latencies[len(latencies) // 2]
+    p95 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.95))]
+    print(f"[bench sync] freshness of the sync leg over {len(latencies)} posts (trigger {args.trigger}): "
+          f"p50 {p50:.1f} s, p95 {p95:.1f} s, max {latencies[-1]:.1f} s")
+    with contextlib.closing(psycopg2.connect(admin_info)) as conn:
+        conn.autocommit = True
+        conn.cursor().execute(f'DROP DATABASE IF EXISTS "{bench_db}" WITH (FORCE)')
     return 0
 
 
