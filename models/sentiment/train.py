@@ -51,7 +51,7 @@ def load(spark, data_dir: Path, split: str):
     return spark.createDataFrame(rows, f"{INPUT_COL} string, label double, _sent_weight double")
 
 
-def feature_stages(num_features: int = 1 << 20) -> list:
+def feature_stages(num_features: int = 1 << 18) -> list:
     from pyspark.ml.feature import IDF, HashingTF, NGram, Normalizer, RegexTokenizer, SQLTransformer
 
     return [
@@ -70,12 +70,12 @@ def feature_stages(num_features: int = 1 << 20) -> list:
     ]
 
 
-def classifier(reg: float, weighted: bool = True):
+def classifier(reg: float, weighted: bool = True, max_iter: int = 60):
     from pyspark.ml.classification import LogisticRegression
 
     params = dict(featuresCol="_sent_features", labelCol="label", predictionCol="_sent_prediction",
                   probabilityCol="_sent_probability", rawPredictionCol="_sent_raw", family="multinomial",
-                  regParam=reg, elasticNetParam=0.0, standardization=False, maxIter=200, tol=1e-6)
+                  regParam=reg, elasticNetParam=0.0, standardization=False, maxIter=max_iter, tol=1e-5)
     if weighted:
         params["weightCol"] = "_sent_weight"
     return LogisticRegression(**params)
@@ -117,7 +117,7 @@ def _tune_thresholds(y: np.ndarray, probs: np.ndarray) -> tuple[list[float], flo
     return best
 
 
-def train(spark, data_dir: Path, out_dir: Path, regs: tuple[float, ...] = (3e-5, 1e-4, 3e-4),
+def train(spark, data_dir: Path, out_dir: Path, regs: tuple[float, ...] = (5e-5, 2e-4),
           with_baseline: bool = True) -> dict:
     from pyspark.ml import Pipeline, PipelineModel
 
