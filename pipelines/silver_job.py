@@ -164,7 +164,8 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
         try:
             totals = rows.agg(F.count(F.lit(1)).alias("n"),
                               F.count(F.when(F.col("needs_scoring"), 1)).alias("scored")).first()
-            offered, scored = int(totals["n"]), int(totals["scored"])
+            offered = int(totals["n"])
+            scored = int(totals["scored"]) if ctx.scorer is not None else 0  # no models: nothing scored
             metrics = (
                 DeltaTable.forPath(spark, posts_path).alias("t")
                 .merge(rows.alias("s"), MERGE_ON)
