@@ -42,6 +42,7 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.debug.maxToStringFields", "500")  # wide Mastodon schemas; avoids a warning
         # DuckDB / delta-rs read the same tables: keep deletion vectors off.
         .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "false")
         # Delta rebuilds a table's state with 50 tasks by default: far too many for small tables on 2 cores.
