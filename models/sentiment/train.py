@@ -117,7 +117,7 @@ def _tune_thresholds(y: np.ndarray, probs: np.ndarray) -> tuple[list[float], flo
     return best
 
 
-def train(spark, data_dir: Path, out_dir: Path, regs: tuple[float, ...] = (5e-5, 2e-4),
+def train(spark, data_dir: Path, out_dir: Path, regs: tuple[float, ...] = (2e-5, 5e-5, 2e-4),
           with_baseline: bool = True) -> dict:
     from pyspark.ml import Pipeline, PipelineModel
 
