@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import re
 import shutil
 import time
@@ -152,14 +153,18 @@ def bench_gold(
             # The JVM's first jobs pay for class loading and code generation: keep that out of the figures.
             log(f"[bench gold] warm-up run on x{scale} (not timed)")
             run_gold(scaled, spark, progress=False)
+        load_before = os.getloadavg()[0]
         started = time.monotonic()
         counts = run_gold(scaled, spark, progress=False)
         elapsed = time.monotonic() - started
         posts = len(statuses) * scale
         results.append({"scale": scale, "silver_posts": posts, "seconds": round(elapsed, 2),
-                        "posts_per_s": round(posts / elapsed), "gold_rows": sum(counts.values())})
+                        "posts_per_s": round(posts / elapsed), "gold_rows": sum(counts.values()),
+                        # a shared machine: the 1-minute load average says how contended the run was
+                        "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)]})
         log(f"[bench gold] x{scale}: {posts} silver posts -> {sum(counts.values())} gold rows "
-            f"in {elapsed:.1f} s ({posts / elapsed:.0f} posts/s)")
+            f"in {elapsed:.1f} s ({posts / elapsed:.0f} posts/s, load avg {os.getloadavg()[0]:.1f} on "
+            f"{os.cpu_count()} cores)")
     return results
 
 
