@@ -200,17 +200,15 @@ def test_sigkill_mid_run_then_restart_gives_the_same_result(spark, settings, sha
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     commits = s.checkpoint_path("silver") / "commits"
-    deadline = time.monotonic() + 600
+    second_batch = s.checkpoint_path("silver") / "offsets" / "1"
+    deadline = time.monotonic() + 900
     try:
-        # Kill once the first micro-batch is committed and the next one is under way.
-        while time.monotonic() < deadline and proc.poll() is None:
-            done = [p for p in commits.glob("[0-9]*")] if commits.is_dir() else []
-            if done:
-                break
+        # Kill inside the second micro-batch: its offsets are logged (it has started), not committed.
+        while time.monotonic() < deadline and proc.poll() is None and not second_batch.exists():
             time.sleep(0.2)
         output = (tmp_path / "silver-killed.log").read_text()[-2000:]
         assert proc.poll() is None, f"silver finished before it could be killed: {output}"
-        time.sleep(1.0)
+        time.sleep(2.0)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -218,8 +216,7 @@ def test_sigkill_mid_run_then_restart_gives_the_same_result(spark, settings, sha
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
     assert proc.returncode == -signal.SIGKILL
-    finished = len(list(commits.glob("[0-9]*")))
-    assert finished < len(files), "the kill came after the last batch"
+    assert not (commits / "1").exists(), "the kill came after the second batch had finished"
 
     restart = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert restart.returncode == 0, restart.stdout[-2000:] + restart.stderr[-2000:]
