@@ -21,7 +21,7 @@ PLATFORM_MASTODON = "mastodon"
 
 POSTS_SCHEMA = StructType(
     [
-        StructField("post_id", StringType(), False),  # the Kafka key: status uri (stable across edits)
+        StructField("post_id", StringType(), False),  # Kafka key: <instance host>/<status id>
         StructField("instance", StringType(), True),  # e.g. mastodon.social
         StructField("status_id", StringType(), True),  # the instance-local id, as a string
         StructField("url", StringType(), True),
