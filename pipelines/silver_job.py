@@ -198,10 +198,17 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
 
 # --- set-up and the streaming query ----------------------------------------------------------------
 def ensure_tables(spark: SparkSession, settings: Settings) -> None:
-    """Create the silver tables with their contract schema when they do not exist yet."""
+    """Create the silver tables with their contract schema when they do not exist yet.
+
+    silver/posts is born with the change data feed on: sync and the gold stream read it, and turning it
+    on later is an ALTER that can race a running MERGE.
+    """
     for name, schema in ((POSTS_TABLE, POSTS_SCHEMA), (QUARANTINE_TABLE, QUARANTINE_SCHEMA)):
-        (DeltaTable.createIfNotExists(spark).location(str(settings.table_path(name)))
-         .addColumns(schema).execute())
+        location = str(settings.table_path(name))
+        builder = DeltaTable.createIfNotExists(spark).location(location).addColumns(schema)
+        if name == POSTS_TABLE:
+            builder = builder.property("delta.enableChangeDataFeed", "true")
+        builder.execute()
 
 
 def txn_app_id(checkpoint: Path) -> str:

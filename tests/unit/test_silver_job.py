@@ -1,4 +1,4 @@
-"""pipelines.silver_job helpers that need no Spark: the writer id kept with the checkpoint, the summary."""
+"""pipelines.silver_job helpers: the writer id kept with the checkpoint, the summary, table creation."""
 
 from __future__ import annotations
 
@@ -22,3 +22,19 @@ def test_format_summary_lists_every_distribution():
     assert "10 rows (9 live, 1 deleted)" in text
     assert "NONE 7, LOW 2" in text and "neutral 5, positive 4" in text
     assert "3 records" in text and "invalid_json 2, missing_id 1" in text
+
+
+def test_silver_posts_is_created_with_the_change_data_feed_on(spark, settings, tmp_path):
+    """Sync and the gold stream read silver/posts' change feed; it must be on from the first version."""
+    from tootlake.pipelines.silver_job import ensure_tables
+
+    settings = settings.model_copy(update={"lake_dir": tmp_path / "lake"})
+    ensure_tables(spark, settings)
+    ensure_tables(spark, settings)  # idempotent
+
+    def properties(table: str) -> dict:
+        path = settings.table_path(table)
+        return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()[0]["properties"]
+
+    assert properties("silver.posts").get("delta.enableChangeDataFeed") == "true"
+    assert "delta.enableChangeDataFeed" not in properties("silver.posts_quarantine")
