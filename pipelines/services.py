@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 PG_BIN = Path(os.environ.get("TOOTLAKE_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_SYSTEM_USER = "postgres"
-KAFKA_START_TIMEOUT_S = 60.0
+KAFKA_START_TIMEOUT_S = 180.0  # a JVM start on 2 busy cores can take over a minute
 STOP_TIMEOUT_S = 30.0
 
 
