@@ -229,8 +229,12 @@ def _kafka_log4j2(settings: Settings) -> str:
 
 
 def _kafka_cluster_id() -> str:
-    # Same shape as Kafka's Uuid.randomUuid(): 16 random bytes, URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Same shape as Kafka's Uuid.randomUuid(): 16 random bytes, URL-safe base64 without padding, and,
+    # like Kafka, never starting with '-' (1 in 64 ids would: the format command reads it as an option).
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _format_kafka_storage(settings: Settings, kdir: Path, data_dir: Path, props: Path) -> None:
