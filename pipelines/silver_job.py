@@ -22,6 +22,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from tootlake.models.sentiment import uses_encoder
 from tootlake.pipelines.settings import Settings
 from tootlake.pipelines.streaming import AVAILABLE_NOW, apply_trigger, run_query
 from tootlake.silver.parse import parse_records
@@ -81,7 +82,9 @@ class ModelScorer:
             self.sentiment_model_version = model_version(sentiment_path)
 
     def score(self, df: DataFrame) -> DataFrame:
-        out = score_threat(df, self.threat_path, self.batch_size, self.intra_op_threads)
+        # The sentiment pipeline reads the encoder's embedding; the threat pass computes it in the same run.
+        out = score_threat(df, self.threat_path, self.batch_size, self.intra_op_threads,
+                           with_embedding=uses_encoder(self.sentiment_model))
         if self.sentiment_model is None:
             return out.withColumns({"sentiment_label": F.lit(None).cast("string"),
                                     "sentiment_score": F.lit(None).cast("double"),

@@ -12,7 +12,15 @@ from typing import Protocol
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    DoubleType,
+    FloatType,
+    IntegerType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from tootlake.silver.posts import FAILED, SCORE_COLUMNS, SUCCESS
 
@@ -34,43 +42,63 @@ class Scorer(Protocol):
     def score(self, df: DataFrame) -> DataFrame: ...
 
 
-def _threat_udf(model_path: str | None, batch_size: int, intra_op_threads: int | None, text_column: str):
+def _threat_udf(model_path: str | None, batch_size: int, intra_op_threads: int | None, text_column: str,
+                with_embedding: bool):
     """The function mapInArrow runs in each Python worker: one cached InferenceSession per worker."""
 
     def score_batches(batches: Iterator) -> Iterator:
+        import numpy as np
         import pyarrow as pa
 
+        from tootlake.models.sentiment import EMBEDDING_COL, embedding_array
         from tootlake.models.threat import contains_hate_speech, get_threat_model, threat_level
 
         model = get_threat_model(model_path, intra_op_threads=intra_op_threads)
+        outputs = ["probs", "embedding"] if with_embedding else ["probs"]
         for batch in batches:
             texts = batch.column(text_column).to_pylist()
             labels: list[str | None]
+            embeddings = None
             try:
-                labels, scores = model.predict(texts, batch_size=batch_size)
+                result = model.run(texts, outputs, batch_size=batch_size)
+                labels, scores = model.decide(result["probs"])
                 probs: list[float | None] = [float(s) for s in scores]
+                embeddings = result.get("embedding")
             except Exception:  # noqa: BLE001 - score row by row so one bad text fails alone (FAILED)
-                labels, probs = [], []
+                labels, probs, rows = [], [], []
                 for text in texts:
                     try:
-                        (label,), (score,) = model.predict([text], batch_size=1)
+                        one = model.run([text], outputs, batch_size=1)
+                        (label,), (score,) = model.decide(one["probs"])
                         labels.append(label)
                         probs.append(float(score))
+                        rows.append(one.get("embedding"))
                     except Exception:  # noqa: BLE001
                         labels.append(None)
                         probs.append(None)
+                        rows.append(None)
+                if with_embedding:
+                    # A row the encoder failed on gets zeros; it is FAILED anyway (no threat label).
+                    width = next((r.shape[1] for r in rows if r is not None), 0)
+                    embeddings = np.vstack([r if r is not None else np.zeros((1, width), np.float32)
+                                            for r in rows]) if rows else None
             levels = [threat_level(lb, p) if lb is not None else None
                       for lb, p in zip(labels, probs, strict=True)]
             hate = [contains_hate_speech(lb, p) if lb is not None else None
                     for lb, p in zip(labels, probs, strict=True)]
             versions = [model.model_version if lb is not None else None for lb in labels]
-            yield (
+            out = (
                 batch.append_column("threat_label", pa.array(labels, pa.string()))
                 .append_column("threat_score", pa.array(probs, pa.float64()))
                 .append_column("threat_level", pa.array(levels, pa.string()))
                 .append_column("contains_hate_speech", pa.array(hate, pa.int32()))
                 .append_column("threat_model_version", pa.array(versions, pa.string()))
             )
+            if with_embedding:
+                if embeddings is None:
+                    embeddings = np.zeros((len(texts), 0), np.float32)
+                out = out.append_column(EMBEDDING_COL, embedding_array(embeddings))
+            yield out
 
     return score_batches
 
@@ -81,17 +109,23 @@ def score_threat(
     batch_size: int = 32,
     intra_op_threads: int | None = None,
     text_column: str = "text",
+    with_embedding: bool = False,
 ) -> DataFrame:
     """Same grain as `df`; replaces/adds threat_label, threat_score, threat_level, contains_hate_speech,
-    threat_model_version (all null for a row the model could not score).
+    threat_model_version (all null for a row the model could not score). With `with_embedding`, also the
+    encoder's sentence embedding in `_sent_embedding` (array<float>) for the sentiment pipeline to reuse.
 
     Rows go through Arrow record batches of `spark.sql.execution.arrow.maxRecordsPerBatch` rows; inside
     each, the model runs `batch_size` texts at a time (sorted by length, so little padding).
     """
-    names = {f.name for f in THREAT_FIELDS}
+    from tootlake.models.sentiment import EMBEDDING_COL
+
+    fields = THREAT_FIELDS + ([StructField(EMBEDDING_COL, ArrayType(FloatType()))] if with_embedding else [])
+    names = {f.name for f in fields}
     base = df.drop(*[c for c in df.columns if c in names])
-    schema = StructType(list(base.schema.fields) + THREAT_FIELDS)
-    return base.mapInArrow(_threat_udf(model_path, batch_size, intra_op_threads, text_column), schema)
+    schema = StructType(list(base.schema.fields) + fields)
+    udf = _threat_udf(model_path, batch_size, intra_op_threads, text_column, with_embedding)
+    return base.mapInArrow(udf, schema)
 
 
 def apply_scoring(planned: DataFrame, scorer: Scorer | None) -> DataFrame:

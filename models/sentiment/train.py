@@ -1,10 +1,13 @@
 """Trains the MLlib sentiment pipeline on TweetEval sentiment (reconstructed train; val for tuning only).
 
-Pipeline (all MLlib stages, saved and loaded as one PipelineModel):
+Pipeline (MLlib stages, saved and loaded as one PipelineModel):
+  EncoderEmbedding (the threat model's fine-tuned ONNX encoder: 384-d sentence embedding)
+  -> StandardScaler (mean 0, unit variance) -> ElementwiseProduct (weight alpha / sqrt(384), tuned on val)
   SQLTransformer (drop links, mentions -> @user, lower case)
   -> RegexTokenizer words -> NGram(2)                       word 1-2 grams
   -> RegexTokenizer characters -> NGram(3), NGram(4)       character 3-4 grams (robust to spelling, emoji)
   -> SQLTransformer (concat the token lists) -> HashingTF(binary) -> IDF -> Normalizer(L2)
+  -> VectorAssembler (n-gram TF-IDF ++ scaled embedding)
   -> LogisticRegression (multinomial, balanced class weights, regParam tuned on val, class thresholds tuned on
      val for macro-recall)
 The old system's pipeline (RegexTokenizer -> StopWordsRemover -> CountVectorizer -> IDF -> LogisticRegression)
@@ -23,7 +26,7 @@ import numpy as np
 
 from tootlake.models.data import read_tweeteval
 from tootlake.models.metrics import classification_metrics
-from tootlake.models.sentiment import INPUT_COL, LABELS
+from tootlake.models.sentiment import EMBEDDING_COL, INPUT_COL, LABELS, EncoderEmbedding, embedding_array
 
 # No backslashes: Spark SQL string literals would need double escaping.
 CLEAN_SQL = (
@@ -38,7 +41,11 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def load(spark, data_dir: Path, split: str):
+def load(spark, data_dir: Path, split: str, encoder=None):
+    """The split as a DataFrame; with `encoder` (a ThreatModel) the embeddings are computed here once, in
+    plain onnxruntime, so the tuning loop does not re-run the encoder."""
+    import pyarrow as pa
+
     folder = data_dir / "tweeteval-sentiment"
     if split == "train":
         data = read_tweeteval(folder / "train_text.reconstructed.txt",
@@ -47,11 +54,47 @@ def load(spark, data_dir: Path, split: str):
         data = read_tweeteval(folder / f"{split}_text.txt", folder / f"{split}_labels.txt", 3)
     counts = np.bincount(data.labels, minlength=3)
     weights = len(data.labels) / (3.0 * np.maximum(counts, 1))  # "balanced" class weights
-    rows = [(t, float(y), float(weights[y])) for t, y in zip(data.texts, data.labels, strict=True)]
-    return spark.createDataFrame(rows, f"{INPUT_COL} string, label double, _sent_weight double")
+    labels = np.asarray(data.labels, dtype=np.float64)
+    columns = {INPUT_COL: pa.array(data.texts, pa.string()), "label": pa.array(labels),
+               "_sent_weight": pa.array(weights[data.labels])}
+    if encoder is not None:
+        t0 = time.time()
+        chunks = []
+        step = 4096
+        for start in range(0, len(data.texts), step):
+            chunks.append(encoder.embed(data.texts[start : start + step], batch_size=64))
+            log(f"{split}: embedded {min(start + step, len(data.texts))}/{len(data.texts)} "
+                f"({(time.time() - t0):.0f} s)")
+        columns[EMBEDDING_COL] = embedding_array(np.vstack(chunks))
+    schema = f"{INPUT_COL} string, label double, _sent_weight double"
+    if encoder is not None:
+        schema += f", {EMBEDDING_COL} array<float>"
+    return spark.createDataFrame(pa.table(columns), schema)
 
 
-def feature_stages(num_features: int = 1 << 18) -> list:
+def embedding_stages(encoder_version: str) -> list:
+    from pyspark.ml.feature import StandardScaler
+
+    return [
+        EncoderEmbedding(inputCol=INPUT_COL, outputCol=EMBEDDING_COL, encoderVersion=encoder_version),
+        StandardScaler(inputCol=EMBEDDING_COL, outputCol="_sent_embedding_std", withMean=True, withStd=True),
+    ]
+
+
+def combine_stages(alpha: float, width: int = 384) -> list:
+    """Scale the standardised embedding to about `alpha` in L2 norm (the n-gram part has norm 1), then
+    concatenate both into `_sent_features`."""
+    from pyspark.ml.feature import ElementwiseProduct, VectorAssembler
+    from pyspark.ml.linalg import Vectors
+
+    return [
+        ElementwiseProduct(inputCol="_sent_embedding_std", outputCol="_sent_embedding_scaled",
+                           scalingVec=Vectors.dense([alpha / width**0.5] * width)),
+        VectorAssembler(inputCols=["_sent_ngrams", "_sent_embedding_scaled"], outputCol="_sent_features"),
+    ]
+
+
+def feature_stages(num_features: int = 1 << 18, out_col: str = "_sent_ngrams") -> list:
     from pyspark.ml.feature import IDF, HashingTF, NGram, Normalizer, RegexTokenizer, SQLTransformer
 
     return [
@@ -66,7 +109,7 @@ def feature_stages(num_features: int = 1 << 18) -> list:
         SQLTransformer(statement=CONCAT_SQL),
         HashingTF(inputCol="_sent_tokens", outputCol="_sent_tf", numFeatures=num_features, binary=True),
         IDF(inputCol="_sent_tf", outputCol="_sent_tfidf", minDocFreq=2),
-        Normalizer(inputCol="_sent_tfidf", outputCol="_sent_features", p=2.0),
+        Normalizer(inputCol="_sent_tfidf", outputCol=out_col, p=2.0),
     ]
 
 
@@ -117,15 +160,23 @@ def _tune_thresholds(y: np.ndarray, probs: np.ndarray) -> tuple[list[float], flo
     return best
 
 
-def train(spark, data_dir: Path, out_dir: Path, regs: tuple[float, ...] = (2e-5, 5e-5, 2e-4),
-          with_baseline: bool = True) -> dict:
+def train(spark, data_dir: Path, out_dir: Path, regs: tuple[float, ...] = (2e-5, 1e-4),
+          alphas: tuple[float, ...] = (1.0, 2.0, 4.0), with_baseline: bool = False,
+          encoder_dir: Path | None = None) -> dict:
     from pyspark.ml import Pipeline, PipelineModel
 
+    from tootlake.models.threat import ThreatModel
+
     started = time.time()
-    train_df = load(spark, data_dir, "train").repartition(2).cache()
-    val_df = load(spark, data_dir, "val").cache()
-    log(f"train {train_df.count()} rows, val {val_df.count()} rows")
-    summary: dict = {"data": "TweetEval sentiment: reconstructed train (45,603) / official val (2,000)"}
+    encoder = ThreatModel.load(encoder_dir)
+    if "embedding" not in encoder.output_names:
+        raise RuntimeError(f"the threat model at {encoder.path} has no `embedding` output; rebuild it with "
+                           "`tootlake models train threat` first")
+    train_df = load(spark, data_dir, "train", encoder).repartition(2).cache()
+    val_df = load(spark, data_dir, "val", encoder).cache()
+    log(f"train {train_df.count()} rows, val {val_df.count()} rows (encoder {encoder.model_version})")
+    summary: dict = {"data": "TweetEval sentiment: reconstructed train (45,603) / official val (2,000)",
+                     "encoder": encoder.model_version}
     if with_baseline:
         t0 = time.time()
         base = baseline_pipeline().fit(train_df)
@@ -134,40 +185,44 @@ def train(spark, data_dir: Path, out_dir: Path, regs: tuple[float, ...] = (2e-5,
         summary["baseline_fit_s"] = round(time.time() - t0, 1)
         log(f"baseline val macro-recall {summary['baseline_val']['macro_recall']:.4f} "
             f"macro-F1 {summary['baseline_val']['macro_f1']:.4f}")
-    features = Pipeline(stages=feature_stages()).fit(train_df)
-    train_x = features.transform(train_df).select("_sent_features", "label", "_sent_weight").cache()
-    val_x = features.transform(val_df).select("_sent_features", "label").cache()
-    train_x.count()
+    features = Pipeline(stages=embedding_stages(encoder.model_version) + feature_stages()).fit(train_df)
+    train_base = features.transform(train_df).select("_sent_ngrams", "_sent_embedding_std", "label",
+                                                     "_sent_weight").cache()
+    val_base = features.transform(val_df).select("_sent_ngrams", "_sent_embedding_std", "label").cache()
+    train_base.count()
     log("features ready")
     trials = []
     best: dict = {"score": -1.0}
-    for reg in regs:
+    for alpha, reg in itertools.product(alphas, regs):
+        combine = PipelineModel(stages=combine_stages(alpha))
         t0 = time.time()
-        lr_model = classifier(reg).fit(train_x)
-        y, probs = _predictions(lr_model.transform(val_x))
+        lr_model = classifier(reg).fit(combine.transform(train_base))
+        y, probs = _predictions(lr_model.transform(combine.transform(val_base)))
         plain = classification_metrics(y, probs.argmax(1), list(LABELS))["macro_recall"]
         thresholds, tuned = _tune_thresholds(y, probs)
-        trials.append({"regParam": reg, "val_macro_recall": round(plain, 4),
+        trials.append({"alpha": alpha, "regParam": reg, "val_macro_recall": round(plain, 4),
                        "val_macro_recall_thresholds": round(tuned, 4), "thresholds": thresholds,
                        "fit_s": round(time.time() - t0, 1)})
-        log(f"regParam {reg}: val macro-recall {plain:.4f} (tuned thresholds {thresholds}: {tuned:.4f})")
+        log(f"alpha {alpha} regParam {reg}: val macro-recall {plain:.4f} "
+            f"(tuned thresholds {thresholds}: {tuned:.4f})")
         if tuned > best["score"]:
-            best = {"score": tuned, "reg": reg, "thresholds": thresholds, "lr": lr_model}
+            best = {"score": tuned, "reg": reg, "alpha": alpha, "thresholds": thresholds, "lr": lr_model,
+                    "combine": combine}
     lr_model = best["lr"]
     lr_model.setThresholds(best["thresholds"])
-    model = PipelineModel(stages=[*features.stages, lr_model])
+    model = PipelineModel(stages=[*features.stages, *best["combine"].stages, lr_model])
     pipeline_dir = out_dir / "pipeline"
     if pipeline_dir.exists():
         shutil.rmtree(pipeline_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.write().overwrite().save(str(pipeline_dir.resolve()))
-    # Check the saved pipeline end to end, as silver will use it.
+    # Check the saved pipeline end to end, as silver will use it: from text alone (the encoder runs inside).
     loaded = PipelineModel.load(str(pipeline_dir.resolve()))
-    scored = loaded.transform(val_df)
+    scored = loaded.transform(val_df.drop(EMBEDDING_COL))
     y, probs = _predictions(scored)
     pred = scored.select("_sent_prediction").toPandas()["_sent_prediction"].to_numpy().astype(int)
     summary.update({
-        "trials": trials, "regParam": best["reg"], "thresholds": best["thresholds"],
+        "trials": trials, "alpha": best["alpha"], "regParam": best["reg"], "thresholds": best["thresholds"],
         "val": classification_metrics(y, pred, list(LABELS)),
         "train_minutes": round((time.time() - started) / 60, 1),
     })

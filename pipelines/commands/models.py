@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     train.add_argument("--seed", type=int, default=13)
     train.add_argument("--no-compare-fp32", dest="compare_fp32", action="store_false",
                        help="threat: skip scoring the fp32 export on val (saves a few minutes)")
+    train.add_argument("--with-baseline", action="store_true",
+                       help="sentiment: also fit the older system's pipeline and report it (~5 min more)")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="score a labelled file; prints one JSON line of metrics",
@@ -122,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.model == "threat":
         rc = _train_threat(args, data_dir, out, work)
     else:
-        rc = _train_sentiment(data_dir, out)
+        rc = _train_sentiment(data_dir, out, args.with_baseline)
     print(f"models train {args.model}: done in {(time.time() - started) / 60:.1f} min -> {out}", flush=True)
     return rc
 
@@ -173,11 +175,11 @@ def _val_files(data_dir: Path) -> dict:
     }
 
 
-def _train_sentiment(data_dir: Path, out: Path) -> int:
+def _train_sentiment(data_dir: Path, out: Path, with_baseline: bool) -> int:
     from tootlake.models.sentiment import train as sentiment_train
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.spark import build_spark
 
     spark = build_spark(load_settings(), "tootlake-models-train-sentiment")
-    sentiment_train.train(spark, data_dir, out)
+    sentiment_train.train(spark, data_dir, out, with_baseline=with_baseline)
     return 0
