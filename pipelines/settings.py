@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
     spark_shuffle_partitions: int = Field(4, ge=1)
+    spark_executor_memory: str = "1g"  # per executor on a cluster (SPARK_MASTER=spark://...)
+    spark_cores_max: int | None = Field(None, ge=1)  # cluster: cap on cores per job (unset: all offered)
+
+    # --- tootlake run (supervisor) -------------------------------------------------------------------
+    run_driver_memory: str = "1g"  # spark.driver.memory of EACH stage's JVM under `tootlake run`
+    run_trigger_s: int = Field(10, ge=1)  # micro-batch interval of bronze, silver and sync under `run`
+    run_backoff_base_s: float = Field(2.0, gt=0)  # restart delay: base * 2**n, capped at run_backoff_max_s
+    run_backoff_max_s: float = Field(60.0, gt=0)
+    run_healthy_after_s: float = Field(120.0, gt=0)  # a stage up this long resets its back-off
+    run_stop_timeout_s: float = Field(60.0, gt=0)  # SIGTERM -> wait this long -> SIGKILL
 
     # --- silver ----------------------------------------------------------------------------------
     silver_max_content_chars: int = Field(50_000, ge=1)  # longer HTML content -> quarantine

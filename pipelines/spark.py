@@ -35,6 +35,7 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.driver.memory", settings.spark_driver_memory)
+        .config("spark.executor.memory", settings.spark_executor_memory)  # cluster executors only
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions))
@@ -49,6 +50,8 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}")
     )
+    if settings.spark_cores_max:
+        builder = builder.config("spark.cores.max", str(settings.spark_cores_max))
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -1,0 +1,410 @@
+"""`tootlake run`: the whole pipeline as supervised processes, one per stage, one log per stage.
+
+Each stage is one of the existing entry points (`tootlake producer run`, `pipelines/jobs/<layer>.py`) in its
+own process, so each Spark stage is its own JVM whose driver memory is RUN_DRIVER_MEMORY. The supervisor:
+- writes each stage's stdout+stderr to `<log>/run/<stage>.log` (appended across restarts);
+- restarts a stage that exits non-zero or is killed, after a back-off (RUN_BACKOFF_BASE_S * 2**n, capped
+  at RUN_BACKOFF_MAX_S; n resets once a stage has run RUN_HEALTHY_AFTER_S), and counts restarts. Streaming
+  stages resume from their checkpoints, so a restart neither loses nor duplicates rows;
+- on SIGTERM / Ctrl-C sends SIGTERM to every stage (they stop between micro-batches), waits up to
+  RUN_STOP_TIMEOUT_S, then SIGKILLs what is left (the stage's whole process group: its JVM too);
+- keeps a small JSON state file (`<state>/run.json`) that `tootlake status` reads: per-stage state, pid,
+  restarts, last exit, and the peak RSS of the process tree.
+
+`--once` runs the batch form instead: bronze, silver, gold, gold stream and sync with available-now
+triggers, one after another, and exits non-zero when any stage failed (for cron / systemd timers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tootlake.pipelines.settings import Settings
+
+Log = Callable[[str], None]
+STATE_FILE = "run.json"
+
+# Which checkpoint folder and Delta table show a stage's progress (used by `tootlake status` too).
+STAGE_CHECKPOINTS = {
+    "bronze": "bronze",
+    "silver": "silver",
+    "gold": "gold_posts_per_minute",
+    "sync": "sync-postgres",
+}
+STAGE_TABLES = {
+    "bronze": "bronze.posts_raw",
+    "silver": "silver.posts",
+    "gold": "gold.posts_per_minute",
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One supervised process. `finite`: exiting 0 means done (a replay producer), not a crash."""
+
+    name: str
+    argv: tuple[str, ...]
+    finite: bool = False
+
+
+def _job(module: str, *args: str, python: str = sys.executable) -> tuple[str, ...]:
+    return (python, "-m", f"tootlake.pipelines.jobs.{module}", *args)
+
+
+def continuous_stages(settings: Settings, producer: bool = True, producer_args: tuple[str, ...] = (),
+                      python: str = sys.executable) -> list[Stage]:
+    """producer (replay by default) -> bronze -> silver -> gold stream -> sync, all continuous."""
+    trigger = f"{settings.run_trigger_s} seconds"
+    stages = []
+    if producer:
+        stages.append(Stage("producer", (python, "-m", "tootlake.pipelines.cli", "producer", "run",
+                                         *producer_args), finite=True))
+    stages += [
+        Stage("bronze", _job("bronze", "--trigger", trigger, python=python)),
+        Stage("silver", _job("silver", "--trigger", trigger, python=python)),
+        Stage("gold", _job("gold", "--stream", "--trigger", f"{settings.gold_stream_trigger_s} seconds",
+                           python=python)),
+        Stage("sync", _job("sync", "--trigger", trigger, "--no-gold", python=python)),
+    ]
+    return stages
+
+
+def once_stages(python: str = sys.executable) -> list[Stage]:
+    """What is there, once, in dependency order (each with an available-now trigger)."""
+    return [
+        Stage("bronze", _job("bronze", python=python)),
+        Stage("silver", _job("silver", python=python)),
+        Stage("gold", _job("gold", "--no-summary", python=python)),
+        Stage("gold-stream", _job("gold", "--stream", python=python)),
+        Stage("sync", _job("sync", python=python)),
+    ]
+
+
+# --- settings -> child environment ---------------------------------------------------------------------
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as environment variables, so every stage sees exactly the supervisor's settings
+    (also when they came from keyword overrides, as in the drill)."""
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        if isinstance(value, list):
+            value = ",".join(str(item) for item in value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[name.upper()] = str(value)
+    return env
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    env = {**os.environ, **settings_env(settings)}
+    env["SPARK_DRIVER_MEMORY"] = settings.run_driver_memory  # one JVM per stage: bound each
+    env["PYTHONUNBUFFERED"] = "1"  # log lines reach the stage log as they happen
+    return env
+
+
+# --- process tree memory -------------------------------------------------------------------------------
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def tree_rss(pids: list[int]) -> int:
+    """Sum of RSS over `pids` and all their descendants (JVMs, Python workers), in bytes."""
+    children = _children_map()
+    seen: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        todo.extend(children.get(pid, []))
+    return sum(_rss_bytes(pid) for pid in seen)
+
+
+# --- the supervisor ------------------------------------------------------------------------------------
+@dataclass
+class StageState:
+    name: str
+    state: str = "pending"  # pending|running|backoff|done|failed|stopped
+    pid: int | None = None
+    restarts: int = 0
+    last_exit: int | None = None
+    started_at: str | None = None
+    next_start_in_s: float | None = None
+    log: str = ""
+    failures_in_a_row: int = field(default=0, repr=False)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def state_path(settings: Settings) -> Path:
+    return settings.path(settings.state_dir) / STATE_FILE
+
+
+def stage_log_dir(settings: Settings) -> Path:
+    return settings.path(settings.log_dir) / "run"
+
+
+def read_state(settings: Settings) -> dict[str, Any] | None:
+    """The supervisor's state file, with `alive` telling whether that supervisor still runs."""
+    path = state_path(settings)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = state.get("pid")
+    alive = False
+    if isinstance(pid, int):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            alive = b"run" in cmdline
+    state["alive"] = alive
+    return state
+
+
+class Supervisor:
+    """Runs `stages` until stopped; see the module docstring for the policy."""
+
+    def __init__(self, settings: Settings, stages: list[Stage], log: Log = print,
+                 env: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.stages = stages
+        self.log = log
+        self.env = env if env is not None else child_env(settings)
+        self.log_dir = stage_log_dir(settings)
+        self.state_file = state_path(settings)
+        self.states = {s.name: StageState(s.name, log=str(self.log_dir / f"{s.name}.log")) for s in stages}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.started_mono: dict[str, float] = {}
+        self.retry_at: dict[str, float] = {}
+        self.stopping = False
+        self.stop_signal: int | None = None  # set by SIGTERM/SIGINT or request_stop(): run() then stops
+        self.started_at = _now()
+        self.peak_rss = 0
+        self._last_state_write = 0.0
+
+    # -- processes --
+    def _spawn(self, stage: Stage) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        st = self.states[stage.name]
+        with open(st.log, "ab") as out:
+            out.write(f"\n=== {_now()} start #{st.restarts + 1}: {' '.join(stage.argv[1:])}\n".encode())
+            out.flush()
+            # Own session: Ctrl-C in the terminal reaches only the supervisor, which stops stages in order;
+            # the process group lets a kill take the stage's JVM and Python workers with it.
+            proc = subprocess.Popen(stage.argv, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=self.env,
+                                    cwd=str(self.settings.tootlake_home), start_new_session=True)
+        self.procs[stage.name] = proc
+        self.started_mono[stage.name] = time.monotonic()
+        st.state, st.pid, st.started_at, st.next_start_in_s = "running", proc.pid, _now(), None
+        self.log(f"[run] {stage.name}: started (pid {proc.pid}), log {st.log}")
+
+    @staticmethod
+    def _kill_group(pid: int, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+    def _reap(self, stage: Stage, code: int) -> None:
+        st = self.states[stage.name]
+        proc = self.procs.pop(stage.name)
+        self._kill_group(proc.pid, signal.SIGKILL)  # leftovers of a crashed stage (an orphaned JVM)
+        st.last_exit, st.pid = code, None
+        ran_s = time.monotonic() - self.started_mono.get(stage.name, time.monotonic())
+        if self.stopping:
+            st.state = "stopped"
+            return
+        if code == 0 and stage.finite:
+            st.state = "done"
+            self.log(f"[run] {stage.name}: finished")
+            return
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+        if ran_s >= self.settings.run_healthy_after_s:
+            st.failures_in_a_row = 0
+        st.failures_in_a_row += 1
+        delay = min(self.settings.run_backoff_base_s * 2 ** (st.failures_in_a_row - 1),
+                    self.settings.run_backoff_max_s)
+        st.state = "backoff"
+        self.retry_at[stage.name] = time.monotonic() + delay
+        self.log(f"[run] {stage.name}: {how} after {ran_s:.0f} s; restart in {delay:.0f} s "
+                 f"(restarts so far {st.restarts}); see {st.log}")
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for stage in self.stages:
+            st = self.states[stage.name]
+            proc = self.procs.get(stage.name)
+            if proc is not None:
+                code = proc.poll()
+                if code is not None:
+                    self._reap(stage, code)
+                    self.write_state(force=True)  # status sees a crash at once
+            elif st.state == "backoff" and not self.stopping:
+                due = self.retry_at[stage.name]
+                st.next_start_in_s = round(max(0.0, due - now), 1)
+                if now >= due:
+                    st.restarts += 1
+                    self._spawn(stage)
+                    self.write_state(force=True)
+
+    def write_state(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_state_write < 1.0:
+            return
+        self._last_state_write = now
+        pids = [p.pid for p in self.procs.values()]
+        current = tree_rss(pids) if pids else 0
+        self.peak_rss = max(self.peak_rss, current)
+        state = {
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "updated_at": _now(),
+            "stopping": self.stopping,
+            "rss_bytes": current,
+            "peak_rss_bytes": self.peak_rss,
+            "stages": {name: {k: v for k, v in asdict(st).items() if k != "failures_in_a_row"}
+                       for name, st in self.states.items()},
+        }
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.state_file)  # atomic: `status` never reads half a file
+
+    def stop_all(self) -> None:
+        self.stopping = True
+        for name, proc in self.procs.items():
+            self.log(f"[run] {name}: SIGTERM (pid {proc.pid})")
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.run_stop_timeout_s
+        while self.procs and time.monotonic() < deadline:
+            self._tick()
+            self.write_state()
+            time.sleep(0.2)
+        for name, proc in list(self.procs.items()):
+            self.log(f"[run] {name}: still running after {self.settings.run_stop_timeout_s:.0f} s: SIGKILL")
+            self._kill_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            self._tick()
+        for st in self.states.values():
+            if st.state in ("backoff", "pending"):
+                st.state = "stopped"
+        self.write_state(force=True)
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        self.stop_signal = signum
+
+    def run(self, poll_s: float = 0.5) -> int:
+        """Run until SIGTERM/SIGINT (or until every stage is done); returns 0 after a clean stop."""
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            self.stop_signal = signum
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for stage in self.stages:
+                self._spawn(stage)
+            self.write_state(force=True)
+            while self.stop_signal is None:
+                self._tick()
+                self.write_state()
+                if all(st.state == "done" for st in self.states.values()):
+                    break
+                time.sleep(poll_s)
+            if self.stop_signal is not None:
+                self.log(f"[run] {signal.Signals(self.stop_signal).name}: stopping every stage")
+            started = time.monotonic()
+            self.stop_all()
+            self.log(f"[run] stopped in {time.monotonic() - started:.1f} s; restarts: " + ", ".join(
+                f"{st.name} {st.restarts}" for st in self.states.values())
+                + f"; peak RSS of the stages {self.peak_rss / 2**30:.2f} GiB")
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+
+def run_once(settings: Settings, log: Log = print, stages: list[Stage] | None = None,
+             env: dict[str, str] | None = None) -> int:
+    """Each stage once (available-now), in order; 1 when any stage failed (the others still run)."""
+    stages = stages if stages is not None else once_stages()
+    env = env if env is not None else child_env(settings)
+    log_dir = stage_log_dir(settings)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    failed = []
+    current: dict[str, subprocess.Popen] = {}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        for proc in current.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for stage in stages:
+            path = log_dir / f"{stage.name}.log"
+            started = time.monotonic()
+            with open(path, "ab") as out:
+                out.write(f"\n=== {_now()} once: {' '.join(stage.argv[1:])}\n".encode())
+                out.flush()
+                proc = subprocess.Popen(stage.argv, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env, cwd=str(settings.tootlake_home))
+                current[stage.name] = proc
+                code = proc.wait()
+                current.clear()
+            status = "ok" if code == 0 else f"FAILED (exit {code}, see {path})"
+            log(f"[run --once] {stage.name}: {status} in {time.monotonic() - started:.0f} s")
+            if code != 0:
+                failed.append(stage.name)
+    except KeyboardInterrupt:
+        for proc in current.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(settings.run_stop_timeout_s)
+            if proc.poll() is None:
+                proc.kill()
+        log("[run --once] interrupted")
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failed:
+        log(f"[run --once] failed stage(s): {', '.join(failed)}")
+        return 1
+    return 0

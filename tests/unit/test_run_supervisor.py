@@ -1,0 +1,151 @@
+"""The supervisor with tiny stand-in stages (Python processes): restart, back-off, clean stop, --once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tootlake.pipelines.run import (
+    Stage,
+    Supervisor,
+    continuous_stages,
+    read_state,
+    run_once,
+    settings_env,
+    tree_rss,
+)
+from tootlake.pipelines.settings import load_settings
+from tootlake.pipelines.status import checkpoint_info, kafka_lag
+
+# A stage that prints, then sleeps until SIGTERM, on which it says so and exits 0.
+SLEEPER = ("import signal, sys, time\n"
+           "signal.signal(signal.SIGTERM, lambda *_: (print('got SIGTERM', flush=True), sys.exit(0)))\n"
+           "print('[fake] batch 0: 7 rows', flush=True)\n"
+           "time.sleep(600)\n")
+STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)\n"
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    return load_settings(tootlake_home=tmp_path, state_dir=tmp_path / "state", log_dir=tmp_path / "log",
+                         checkpoint_dir=tmp_path / "cp", lake_dir=tmp_path / "lake",
+                         run_backoff_base_s=0.2, run_backoff_max_s=1.0, run_stop_timeout_s=3.0)
+
+
+def _stage(name: str, code: str, finite: bool = False) -> Stage:
+    return Stage(name, (sys.executable, "-c", code), finite=finite)
+
+
+def _wait(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def _run_in_thread(sup: Supervisor) -> threading.Thread:
+    # signal handlers can only be set in the main thread: stub them for the supervisor thread
+    thread = threading.Thread(target=sup.run, kwargs={"poll_s": 0.05}, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture(autouse=True)
+def _no_signal_in_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tootlake.pipelines.run.signal.signal", lambda *_args: signal.SIG_DFL)
+
+
+def test_killed_stage_restarts_and_stop_is_clean(settings) -> None:
+    sup = Supervisor(settings, [_stage("a", SLEEPER), _stage("done", "print('bye')", finite=True)],
+                     log=lambda _l: None, env=dict(os.environ))
+    thread = _run_in_thread(sup)
+    _wait(lambda: sup.states["a"].state == "running" and sup.states["done"].state == "done")
+    first_pid = sup.states["a"].pid
+    os.killpg(first_pid, signal.SIGKILL)
+    _wait(lambda: sup.states["a"].restarts == 1 and sup.states["a"].state == "running")
+    assert sup.states["a"].pid != first_pid
+    assert sup.states["a"].last_exit == -signal.SIGKILL
+    state = read_state(settings)
+    assert state is not None and state["stages"]["a"]["restarts"] == 1
+    assert state["stages"]["done"]["state"] == "done" and state["stages"]["done"]["restarts"] == 0
+    # stop once the new process has installed its SIGTERM handler (it prints after that)
+    _wait(lambda: Path(sup.states["a"].log).read_text().count("batch 0: 7 rows") == 2)
+    sup.request_stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert sup.states["a"].state == "stopped" and sup.states["a"].last_exit == 0
+    log_text = Path(sup.states["a"].log).read_text()
+    assert log_text.count("=== ") == 2 and "got SIGTERM" in log_text  # one log, appended across restarts
+
+
+def test_crash_loop_backs_off(settings) -> None:
+    sup = Supervisor(settings, [_stage("crash", "import sys; sys.exit(3)")], log=lambda _l: None,
+                     env=dict(os.environ))
+    thread = _run_in_thread(sup)
+    _wait(lambda: sup.states["crash"].restarts >= 3, timeout=30)
+    st = sup.states["crash"]
+    assert st.last_exit == 3 and st.failures_in_a_row >= 3
+    sup.request_stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert st.state == "stopped"
+
+
+def test_stage_ignoring_sigterm_is_killed_after_timeout(settings) -> None:
+    sup = Supervisor(settings, [_stage("stubborn", STUBBORN)], log=lambda _l: None, env=dict(os.environ))
+    thread = _run_in_thread(sup)
+    _wait(lambda: sup.states["stubborn"].state == "running")
+    time.sleep(0.5)  # let it install its handler
+    started = time.monotonic()
+    sup.request_stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert 2.5 <= time.monotonic() - started < 8
+    assert sup.states["stubborn"].last_exit == -signal.SIGKILL
+
+
+def test_once_runs_in_order_and_fails_when_a_stage_fails(settings, tmp_path: Path) -> None:
+    marker = tmp_path / "order.txt"
+    write = "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n'); sys.exit(int(sys.argv[3]))"
+    stages = [Stage(n, (sys.executable, "-c", write, str(marker), n, code))
+              for n, code in (("one", "0"), ("two", "4"), ("three", "0"))]
+    assert run_once(settings, log=lambda _l: None, stages=stages, env=dict(os.environ)) == 1
+    assert marker.read_text().split() == ["one", "two", "three"]  # a failure does not stop the rest
+    ok = [s for s in stages if s.name != "two"]
+    assert run_once(settings, log=lambda _l: None, stages=ok, env=dict(os.environ)) == 0
+
+
+def test_settings_env_round_trips(settings) -> None:
+    env = settings_env(settings.model_copy(update={"filter_languages": ["en", "de"], "run_trigger_s": 7}))
+    assert env["FILTER_LANGUAGES"] == "en,de" and env["RUN_TRIGGER_S"] == "7"
+    assert env["LAKE_DIR"] == str(settings.lake_dir)
+    stages = continuous_stages(settings.model_copy(update={"run_trigger_s": 7}))
+    assert [s.name for s in stages] == ["producer", "bronze", "silver", "gold", "sync"]
+    assert "7 seconds" in stages[1].argv
+
+
+def test_tree_rss_counts_children() -> None:
+    own = tree_rss([os.getpid()])
+    assert own > 10 * 2**20  # this interpreter alone holds more than 10 MiB
+
+
+def test_checkpoint_offsets_and_lag(tmp_path: Path) -> None:
+    cp = tmp_path / "bronze"
+    (cp / "commits").mkdir(parents=True)
+    (cp / "offsets").mkdir()
+    for n, offsets in ((0, {"0": 5, "1": 4}), (1, {"0": 9, "1": 4})):
+        (cp / "offsets" / str(n)).write_text("v1\n{}\n" + json.dumps({"topic": offsets}))
+    (cp / "commits" / "0").write_text("v1\n{}")
+    info = checkpoint_info(cp)
+    assert info is not None and info["batch"] == 0 and info["offsets"] == {"topic": {"0": 5, "1": 4}}
+    assert kafka_lag({"0": 12, "1": 4, "2": 3}, info["offsets"], "topic") == {"0": 7, "1": 0, "2": None}
+    assert checkpoint_info(tmp_path / "missing") is None
