@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     # --- analysis --------------------------------------------------------------------------------
     plots_dir: Path = Path("var/plots")  # where the notebooks' helpers write their PNG figures
 
+    # --- data quality (expectations/, pipelines/dq*.py) ---------------------------------------------
+    dq_enabled: bool = True  # per-batch rules + dq.metrics in silver, gold, sync (silver quarantines anyway)
+    dq_gx_enabled: bool = True  # Great Expectations suites once per job run (+ Data Docs)
+    dq_gx_sample_rows: int = Field(20_000, ge=1)  # rows of each table the GX suites validate
+
     @field_validator("replay_files", "filter_languages", "filter_include_keywords",
                      "filter_exclude_keywords", mode="before")
     @classmethod

@@ -1,0 +1,199 @@
+"""Data-quality guard used by the jobs: count every rule of a batch in ONE aggregate, append the counts to
+`dq.metrics`, send `drop` rows to silver/posts_quarantine, and raise `DataQualityError` on a `fail` rule
+BEFORE the job publishes (so the target table keeps its previous version).
+
+`dq.metrics` (<lake>/dq/metrics, Delta, written with delta-rs: no Spark job per append): one row per
+job run, batch, table and rule — run_id, job, table, hop, rule, severity, rows_checked, rows_failed,
+batch_id, checked_at, note. `job` names the writer (silver, gold, sync, or gx:<layer> for the Great
+Expectations suites).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from tootlake.expectations.rules import (
+    Rule,
+    RuleResult,
+    TableRules,
+    aggregate_columns,
+    failed_rule_names,
+    results,
+)
+from tootlake.pipelines.settings import Settings
+
+METRICS_TABLE = "dq.metrics"
+QUARANTINE_TABLE = "silver.posts_quarantine"
+EXAMPLES = 5  # example keys in a fail message
+
+METRICS_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("job", pa.string()),
+    ("table", pa.string()),
+    ("hop", pa.string()),
+    ("rule", pa.string()),
+    ("severity", pa.string()),
+    ("rows_checked", pa.int64()),
+    ("rows_failed", pa.int64()),
+    ("batch_id", pa.int64()),
+    ("checked_at", pa.timestamp("us", tz="UTC")),
+    ("note", pa.string()),
+])
+
+
+class DataQualityError(RuntimeError):
+    """A `fail` rule failed: the job stopped before publishing. The message names the rule(s) and examples."""
+
+    def __init__(self, message: str, failed: list[RuleResult]) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+
+def new_run_id(job: str, now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{job}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def metrics_rows(results_: list[RuleResult], table_rules: TableRules, run_id: str, job: str,
+                 batch_id: int | None, checked_at: datetime) -> list[dict[str, Any]]:
+    return [
+        {"run_id": run_id, "job": job, "table": table_rules.table, "hop": table_rules.hop,
+         "rule": r.rule.name, "severity": r.rule.severity, "rows_checked": r.rows_checked,
+         "rows_failed": r.rows_failed, "batch_id": batch_id, "checked_at": checked_at, "note": r.note}
+        for r in results_
+    ]
+
+
+def append_metrics(settings: Settings, rows: list[dict[str, Any]]) -> None:
+    """Append rows to dq.metrics (created on first use)."""
+    if not rows:
+        return
+    from deltalake import write_deltalake
+
+    path = settings.table_path(METRICS_TABLE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_deltalake(str(path), pa.Table.from_pylist(rows, schema=METRICS_SCHEMA), mode="append")
+
+
+def fail_message(table_rules: TableRules, failed: list[tuple[RuleResult, list[str]]], job: str) -> str:
+    lines = [f"data quality: {job} stopped before publishing {table_rules.table} ({table_rules.hop}): "
+             f"{len(failed)} fail rule(s) failed; the table keeps its previous version."]
+    for result, examples in failed:
+        lines.append(f"  rule {result.rule.name!r} ({result.rule.detail}): {result.rows_failed} of "
+                     f"{result.rows_checked} rows failed" + (f"; {result.note}" if result.note else ""))
+        if examples:
+            lines.append(f"    e.g. {', '.join(table_rules.key)} = {', '.join(examples)}")
+    lines.append("  Fix the data (or the rule in tootlake/expectations/tables.py) and run the job again; "
+                 "counts are in dq.metrics (`tootlake dq report`).")
+    return "\n".join(lines)
+
+
+def examples_of(df: DataFrame, table_rules: TableRules, rule: Rule, limit: int = EXAMPLES) -> list[str]:
+    """A few keys of rows that fail `rule` (only called on the failure path: one small extra job)."""
+    key = [c for c in table_rules.key if c in df.columns]
+    if not key:
+        return []
+    if rule.kind == "row":
+        picked = df.where(rule.fails(df)).select(*key).limit(limit).collect()
+    elif rule.kind == "unique":
+        picked = (df.groupBy(*rule.columns).count().where("count > 1").select(*rule.columns)
+                  .limit(limit).collect())
+    else:
+        return []
+    return ["/".join(str(v) for v in r) for r in picked]
+
+
+@dataclass
+class Guard:
+    """One job run's data-quality state: evaluates rule sets, appends metrics, keeps a summary."""
+
+    settings: Settings
+    job: str
+    run_id: str = ""
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    history: list[dict[str, Any]] = field(default_factory=list)  # every metrics row of this run
+
+    def __post_init__(self) -> None:
+        self.run_id = self.run_id or new_run_id(self.job, self.clock())
+
+    @property
+    def enabled(self) -> bool:
+        return bool(getattr(self.settings, "dq_enabled", True))
+
+    def check(self, df: DataFrame, table_rules: TableRules, batch_id: int | None = None,
+              failed: Mapping[str, Column] | None = None, previous_rows: int | None = None,
+              extra: list[Column] | None = None) -> tuple[list[RuleResult], Any]:
+        """Count every rule in one aggregate (+ `extra` columns the caller wants from the same pass),
+        append the counts to dq.metrics, raise DataQualityError if a fail rule failed.
+
+        Returns (results, the aggregate row) so callers can read their `extra` counts.
+        """
+        now = self.clock()
+        agg = df.agg(*aggregate_columns(df, table_rules, failed), *(extra or [])).first()
+        found = results(agg.asDict(), table_rules, now, previous_rows)
+        rows = metrics_rows(found, table_rules, self.run_id, self.job, batch_id, now)
+        append_metrics(self.settings, rows)
+        self.history.extend(rows)
+        failing = [r for r in found if r.rule.severity == "fail" and not r.passed]
+        if failing:
+            detailed = [(r, examples_of(df, table_rules, r.rule)) for r in failing]
+            raise DataQualityError(fail_message(table_rules, detailed, self.job), failing)
+        return found, agg
+
+    def apply(self, df: DataFrame, table_rules: TableRules, batch_id: int | None = None,
+              previous_rows: int | None = None) -> tuple[DataFrame, list[RuleResult]]:
+        """check(), then drop rows failing a `drop` rule (to the quarantine); returns the kept rows."""
+        found, _ = self.check(df, table_rules, batch_id, previous_rows=previous_rows)
+        drops = [r.rule for r in found if r.rule.severity == "drop" and not r.passed]
+        if not drops:
+            return df, found
+        flagged = df.withColumn("__dq_rules", failed_rule_names(df, drops))
+        quarantine_rows(self.settings, flagged.where(F.size("__dq_rules") > 0), table_rules,
+                        {r.name: r.detail for r in drops}, self.clock())
+        return flagged.where(F.size("__dq_rules") == 0).drop("__dq_rules"), found
+
+    def failed_rows(self) -> int:
+        return sum(int(r["rows_failed"]) for r in self.history)
+
+
+def quarantine_rows(settings: Settings, rejected: DataFrame, table_rules: TableRules,
+                    details: dict[str, str], now: datetime) -> None:
+    """Append rows a `drop` rule rejected to silver/posts_quarantine: key, the row as JSON, the rules.
+
+    Rows already there (same key, same JSON) are not added again, so a replayed batch adds nothing.
+    """
+    from tootlake.silver.schema import QUARANTINE_SCHEMA
+    from tootlake.silver.timestamps import spark_literal
+
+    spark = rejected.sparkSession
+    key = [F.col(c).cast("string") for c in table_rules.key if c in rejected.columns]
+    detail_of = F.create_map(*[F.lit(x) for pair in details.items() for x in pair])
+    payload = [c for c in rejected.columns if c != "__dq_rules"]
+
+    def lineage(name: str) -> Column:
+        return F.col(name) if name in rejected.columns else F.lit(None)
+
+    shaped = rejected.select(
+        (F.concat_ws("/", *key) if key else F.lit(None)).alias("key"),
+        F.to_json(F.struct(*payload)).alias("value"),
+        F.col("__dq_rules").alias("rules"),
+        detail_of[F.get(F.col("__dq_rules"), 0)].alias("reason"),
+        lineage("bronze_partition").alias("bronze_partition"),
+        lineage("bronze_offset").alias("bronze_offset"),
+        spark_literal(now).alias("quarantined_at"),
+    ).select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in QUARANTINE_SCHEMA.fields])
+    path = str(settings.table_path(QUARANTINE_TABLE))
+    from delta.tables import DeltaTable
+
+    if DeltaTable.isDeltaTable(spark, path):
+        known = spark.read.format("delta").load(path).select("key", "value")
+        shaped = shaped.join(known, on=["key", "value"], how="left_anti")
+    shaped.write.format("delta").mode("append").save(path)
