@@ -78,7 +78,7 @@ def test_killed_stage_restarts_and_stop_is_clean(settings) -> None:
     assert state is not None and state["stages"]["a"]["restarts"] == 1
     assert state["stages"]["done"]["state"] == "done" and state["stages"]["done"]["restarts"] == 0
     # stop once the new process has installed its SIGTERM handler (it prints after that)
-    _wait(lambda: Path(sup.states["a"].log).read_text().count("batch 0: 7 rows") == 2)
+    _wait(lambda: Path(sup.states["a"].log).read_text().count("\n[fake] batch 0") == 2)
     sup.request_stop()
     thread.join(10)
     assert not thread.is_alive()
