@@ -120,6 +120,8 @@ class Guard:
     run_id: str = ""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     history: list[dict[str, Any]] = field(default_factory=list)  # every metrics row of this run
+    # Rules added to (or replacing by name) a table's rules for this run, by table name: tests, local policy.
+    extra_rules: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.run_id = self.run_id or new_run_id(self.job, self.clock())
@@ -127,6 +129,9 @@ class Guard:
     @property
     def enabled(self) -> bool:
         return bool(getattr(self.settings, "dq_enabled", True))
+
+    def rules_for(self, table_rules: TableRules) -> TableRules:
+        return table_rules.replace(*self.extra_rules.get(table_rules.table, ()))
 
     def check(self, df: DataFrame, table_rules: TableRules, batch_id: int | None = None,
               failed: Mapping[str, Column] | None = None, previous_rows: int | None = None,
@@ -137,6 +142,7 @@ class Guard:
         Returns (results, the aggregate row) so callers can read their `extra` counts.
         """
         now = self.clock()
+        table_rules = self.rules_for(table_rules)
         agg = df.agg(*aggregate_columns(df, table_rules, failed), *(extra or [])).first()
         found = results(agg.asDict(), table_rules, now, previous_rows)
         rows = metrics_rows(found, table_rules, self.run_id, self.job, batch_id, now)
@@ -151,6 +157,7 @@ class Guard:
     def apply(self, df: DataFrame, table_rules: TableRules, batch_id: int | None = None,
               previous_rows: int | None = None) -> tuple[DataFrame, list[RuleResult]]:
         """check(), then drop rows failing a `drop` rule (to the quarantine); returns the kept rows."""
+        table_rules = self.rules_for(table_rules)
         found, _ = self.check(df, table_rules, batch_id, previous_rows=previous_rows)
         drops = [r.rule for r in found if r.rule.severity == "drop" and not r.passed]
         if not drops:
@@ -197,3 +204,53 @@ def quarantine_rows(settings: Settings, rejected: DataFrame, table_rules: TableR
         known = spark.read.format("delta").load(path).select("key", "value")
         shaped = shaped.join(known, on=["key", "value"], how="left_anti")
     shaped.write.format("delta").mode("append").save(path)
+
+
+def check_silver_batch(guard: Guard, judged: DataFrame, now: datetime, settings: Settings,
+                       batch_id: int, extra: list[Column]) -> Any:
+    """bronze -> silver: the judged batch's rules in the aggregate silver runs anyway; returns its row.
+
+    The drop rules are silver's quarantine rules, already evaluated into `rules` by with_rule_failures:
+    they are counted from that column (silver's own quarantine write moves the rows)."""
+    from datetime import timedelta
+
+    from tootlake.expectations.tables import silver_posts
+    from tootlake.silver.quarantine import RULE_NAMES
+
+    rules = silver_posts(now, settings.silver_max_content_chars,
+                         timedelta(seconds=settings.silver_future_tolerance_s))
+    failed = {name: F.array_contains(F.col("rules"), name) for name in RULE_NAMES}
+    _, agg = guard.check(judged, rules, batch_id, failed=failed, extra=extra)
+    return agg
+
+
+def check_gold_input(guard: Guard, posts: DataFrame) -> None:
+    """silver -> gold: rules on silver/posts as gold reads it (this aggregate also fills gold's cache)."""
+    from tootlake.expectations.tables import gold_input
+
+    guard.check(posts, gold_input(guard.clock()))
+
+
+def check_gold_table(guard: Guard, name: str, table: DataFrame, previous_rows: int | None) -> DataFrame:
+    """A gold table's rules before its overwrite; returns the table persisted (the check computed it once,
+    the write reads the cache). The caller unpersists it after the write."""
+    from tootlake.expectations.tables import gold_table
+    from tootlake.pipelines.lake import TABLE_KEYS
+
+    table = table.persist()
+    try:
+        key = tuple(c for c in TABLE_KEYS.get(f"gold.{name}", ()) if c in table.columns)
+        guard.check(table, gold_table(name, key, table.columns), previous_rows=previous_rows)
+    except BaseException:
+        table.unpersist()
+        raise
+    return table
+
+
+def check_sync_batch(guard: Guard, batch: DataFrame, batch_id: int) -> DataFrame:
+    """silver -> sync: rules on a change-feed batch (pre-images left out); returns the rows to stage."""
+    from tootlake.expectations.tables import sync_posts
+
+    rows = batch.where(F.col("_change_type") != "update_preimage")
+    kept, _ = guard.apply(rows, sync_posts(), batch_id)
+    return kept

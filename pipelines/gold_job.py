@@ -61,8 +61,14 @@ def run_gold(
     tables: list[str] | None = None,
     silver_posts: DataFrame | None = None,
     progress: bool = True,
+    dq: Any = "auto",
 ) -> dict[str, int]:
-    """Rebuild the batch gold tables (all, or `tables`) from silver; returns {table_name: row_count}."""
+    """Rebuild the batch gold tables (all, or `tables`) from silver; returns {table_name: row_count}.
+
+    `dq`: a tootlake.pipelines.dq.Guard, "auto" (one when DQ_ENABLED) or None. The input rules run on
+    silver in the pass that fills the cache; each table's rules run before its overwrite, so a `fail`
+    rule (DataQualityError) leaves that table at its previous version.
+    """
     names = tables if tables else list(BATCH_TABLES)
     unknown = sorted(set(names) - set(BATCH_TABLES))
     if unknown:
@@ -70,11 +76,27 @@ def run_gold(
     posts = silver_posts if silver_posts is not None else read_silver_posts(settings, spark)
     posts = posts.persist()  # every table scans it: read silver once
     counts: dict[str, int] = {}
+    if dq == "auto":
+        from tootlake.pipelines.dq import Guard
+
+        dq = Guard(settings, "gold") if settings.dq_enabled else None
     try:
+        if dq is not None:
+            from tootlake.pipelines.dq import check_gold_input
+
+            check_gold_input(dq, posts)
         for name in names:
             started = time.monotonic()
             path = settings.table_path(f"gold.{name}")
-            write_table(BATCH_TABLES[name](posts, settings.active_min), path)
+            table = BATCH_TABLES[name](posts, settings.active_min)
+            if dq is not None:
+                from tootlake.pipelines.dq import check_gold_table
+
+                previous = last_commit_rows(path) if is_delta_table(path) else None
+                table = check_gold_table(dq, name, table, previous)
+            write_table(table, path)
+            if dq is not None:
+                table.unpersist()
             rows = last_commit_rows(path)
             counts[name] = rows if rows is not None else spark.read.format("delta").load(str(path)).count()
             if progress:

@@ -123,6 +123,8 @@ class SilverBatchWriter:
     txn_app_id: str
     clock: Any = lambda: datetime.now(UTC)
     stats: SilverStats = field(default_factory=SilverStats)
+    dq: Any = None  # a tootlake.pipelines.dq.Guard: rules counted per batch, fail stops before the writes
+    dq_error: BaseException | None = None  # kept so run_silver raises it, not Spark's wrapped copy
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         write_silver_batch(self, batch, batch_id)
@@ -138,9 +140,19 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
         timedelta(seconds=settings.silver_future_tolerance_s),
     ).persist()
     try:
-        # One pass fills the cache and gives both counts.
-        totals = judged.agg(F.count(F.lit(1)).alias("n"),
-                            F.count(F.when(F.size("rules") > 0, 1)).alias("bad")).first()
+        # One pass fills the cache and gives both counts (with DQ on, every rule's count in the same pass;
+        # a fail rule raises here, before either write).
+        counts = [F.count(F.lit(1)).alias("n"), F.count(F.when(F.size("rules") > 0, 1)).alias("bad")]
+        if ctx.dq is not None and ctx.dq.enabled:
+            from tootlake.pipelines.dq import DataQualityError, check_silver_batch
+
+            try:
+                totals = check_silver_batch(ctx.dq, judged, now, settings, batch_id, counts)
+            except DataQualityError as exc:
+                ctx.dq_error = exc
+                raise
+        else:
+            totals = judged.agg(*counts).first()
         bronze_rows, quarantined = int(totals["n"]), int(totals["bad"])
         quarantine_path = str(settings.table_path(QUARANTINE_TABLE))
         # Records already quarantined (same bronze position, same bytes) are not added again: a re-read
@@ -277,13 +289,15 @@ def run_silver(
     scorer: Scorer | None | str = "auto",
     max_files_per_trigger: int | None = None,
     clock: Any = None,
+    dq: Any = "auto",
 ) -> dict:
     """Run the silver stream (available-now: until bronze is drained) and return what it did.
 
     `scorer="models"` loads the threat and sentiment models (and fails, saying what to do, when one is
     missing); `"auto"` does the same but carries on without scoring when a model artifact is missing;
     pass a Scorer (tests) or None (no scoring: rows get processing_status FAILED and are scored when
-    next seen).
+    next seen). `dq`: a tootlake.pipelines.dq.Guard, "auto" (one when DQ_ENABLED) or None (no rules).
+    A `fail` rule raises DataQualityError before the batch writes anything.
     """
     configure_spark(spark, settings)
     ensure_tables(spark, settings)
@@ -298,8 +312,18 @@ def run_silver(
     writer = SilverBatchWriter(settings, scorer, txn_app_id(settings.checkpoint_path("silver")))
     if clock is not None:
         writer.clock = clock
+    if dq == "auto":
+        from tootlake.pipelines.dq import Guard
+
+        dq = Guard(settings, "silver", clock=writer.clock) if settings.dq_enabled else None
+    writer.dq = dq
     query = start_silver_query(spark, settings, writer, trigger, max_files_per_trigger)
-    report = run_query(query, "silver", log=lambda _line: None)
+    try:
+        report = run_query(query, "silver", log=lambda _line: None)
+    except Exception:
+        if writer.dq_error is not None:  # the rule's message, not the JVM's stack trace
+            raise writer.dq_error from None
+        raise
     stats = writer.stats
     return {
         "batches": stats.batches,
@@ -313,6 +337,7 @@ def run_silver(
         "stopped_by_signal": report.stopped_by_signal,
         "threat_model_version": getattr(scorer, "threat_model_version", None),
         "sentiment_model_version": getattr(scorer, "sentiment_model_version", None),
+        "dq_run_id": dq.run_id if dq is not None else None,
     }
 
 

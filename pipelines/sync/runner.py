@@ -87,8 +87,12 @@ def run_sync(
     copy_gold: bool = True,
     before_batch: Callable[[int], None] | None = None,
     log: Callable[[str], None] = print,
+    dq: Any = "auto",
 ) -> dict:
     """Sync silver/posts to `target` (postgres|oracle|all), then copy gold to PostgreSQL; returns counts.
+
+    `dq`: a tootlake.pipelines.dq.Guard, "auto" (one when DQ_ENABLED) or None: each change batch's rules
+    are counted before staging; `drop` rows go to the quarantine, a `fail` rule stops before any write.
 
     `trigger`: 'available-now' (sync what is there and return) or an interval (run until SIGTERM/Ctrl-C).
     Raises SyncError when a target stays unreachable; nothing of the failed batch is committed.
@@ -102,10 +106,22 @@ def run_sync(
     targets = make_targets(settings, target, log)
     totals = {t.name: BatchCounts() for t in targets}
     failure: list[BaseException] = []
+    if dq == "auto":
+        from tootlake.pipelines.dq import Guard
+
+        dq = Guard(settings, "sync") if settings.dq_enabled else None
 
     def write(batch: DataFrame, batch_id: int) -> None:
         if before_batch is not None:
             before_batch(batch_id)
+        if dq is not None:
+            from tootlake.pipelines.dq import check_sync_batch
+
+            try:
+                batch = check_sync_batch(dq, batch, batch_id)
+            except BaseException as exc:
+                failure.append(exc)
+                raise
         staged = stage_rows(silver_rows(batch))
         for t in targets:
             try:
