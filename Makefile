@@ -3,7 +3,7 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync notebooks clean
+.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync notebooks clean run run-once status drill
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
@@ -53,6 +53,18 @@ bench-sync: setup     ## PostgreSQL upsert rows/s vs plain COPY of the same rows
 
 notebooks: setup  ## run notebooks/*.ipynb on the lake: plots in var/plots/, executed copies in var/notebooks/
 	$(PY) -c "from tootlake.pipelines.analysis import run_notebooks; raise SystemExit(run_notebooks())"
+
+run: setup        ## the whole pipeline continuously, supervised (Ctrl-C stops it); `make status` meanwhile
+	$(TOOTLAKE) run
+
+run-once: setup   ## process what is there once, stage after stage (what cron / a systemd timer runs)
+	$(TOOTLAKE) run --once
+
+status:           ## is it healthy? services, stages, Kafka lag, tables, quarantine, DQ (no JVM)
+	$(TOOTLAKE) status
+
+drill: setup      ## reliability drill on the test services: SIGKILL each stage, Kafka + PostgreSQL outages
+	$(TEST_SERVICES_ENV) $(TOOTLAKE) drill
 
 clean:            ## stop services and remove lake data, checkpoints and service state (keeps .venv and jars)
 	-$(TOOTLAKE) services down
