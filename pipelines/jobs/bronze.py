@@ -31,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
     report = run_bronze(spark, settings, args.starting_offsets, args.trigger, args.max_offsets_per_trigger)
     print(f"[bronze] done: {report.rows} rows in {report.batches} batches, {report.elapsed_s:.1f} s "
           f"-> {settings.table_path('bronze.posts_raw')}")
+    from tootlake.pipelines.dq_gx import after_job_run
+
+    after_job_run(settings, "bronze")  # GX suite once per run (bronze has no per-batch hook)
     return 0
 
 

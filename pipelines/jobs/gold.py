@@ -28,6 +28,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so `--help` answers without starting the JVM.
+    from tootlake.pipelines.dq import DataQualityError
+    from tootlake.pipelines.dq_gx import after_job_run
     from tootlake.pipelines.gold_job import GoldInputMissing, format_summary, gold_summary, run_gold
     from tootlake.pipelines.gold_stream import run_gold_stream
     from tootlake.pipelines.settings import load_settings
@@ -44,12 +46,16 @@ def run(args: argparse.Namespace) -> int:
         counts = run_gold(settings, spark, tables=args.table)
         gold_dir = settings.path(settings.lake_dir) / "gold"
         print(f"[gold] done: {len(counts)} tables, {sum(counts.values())} rows -> {gold_dir}")
+        after_job_run(settings, "gold")  # GX suites once per run
         if not args.no_summary and not args.table:
             print(format_summary(gold_summary(settings, spark)))
         return 0
     except GoldInputMissing as exc:
         print(f"[gold] {exc}", file=sys.stderr)
         return 1
+    except DataQualityError as exc:
+        print(f"[gold] {exc}", file=sys.stderr)
+        return 3
 
 
 def main(argv: list[str] | None = None) -> int:

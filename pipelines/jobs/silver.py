@@ -28,6 +28,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     from tootlake.models.sentiment import SentimentModelError
     from tootlake.models.threat import ModelLoadError
+    from tootlake.pipelines.dq import DataQualityError
+    from tootlake.pipelines.dq_gx import after_job_run
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.silver_job import SilverError, format_summary, run_silver, silver_summary
     from tootlake.pipelines.spark import build_spark
@@ -40,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
     except (SilverError, ModelLoadError, SentimentModelError) as exc:
         print(f"[silver] {exc}", file=sys.stderr)
         return 2
+    except DataQualityError as exc:
+        print(f"[silver] {exc}", file=sys.stderr)
+        return 3
     print("[silver] done: " + json.dumps(report))
+    after_job_run(settings, "silver", report.get("dq_run_id"))  # GX suites once per run, not per batch
     if args.summary:
         print(format_summary(silver_summary(spark, settings)))
     return 0

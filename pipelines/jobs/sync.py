@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"[sync] FAILED: {exc}", file=sys.stderr)
         return 1
     print(f"[sync] done: {json.dumps(result, default=str)}")
+    from tootlake.pipelines.dq_gx import after_job_run
+
+    after_job_run(settings, "silver")  # what sync published came from silver: its suites, once per run
     return 0
 
 
