@@ -3,7 +3,8 @@
 Sequence (each step printed with a `tootlake status` screen at the interesting moments):
 1. services up, sync tables created in the drill's own database, the expected post keys computed with a
    dry run of the same replay (filters applied exactly as the producer applies them);
-2. `tootlake run --no-services --rate R` as a child process (producer replaying the bundled posts);
+2. `tootlake run --no-services --rate R` as a child process (producer replaying the bundled posts, all but
+   the last few, which the drill sends itself after each fault so that every recovery has fresh posts);
 3. SIGKILL the producer early (it restarts and replays from the start: Kafka gets duplicates, which silver
    dedupes), then, once every Spark stage has committed a batch, SIGKILL bronze, silver, gold and sync
    (each stage's whole process group: driver, JVM, Python workers);
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.pipelines import services
+from tootlake.pipelines.mastodon_source import SourceEvent
 from tootlake.pipelines.run import STAGE_CHECKPOINTS, child_env, read_state, tree_rss
 from tootlake.pipelines.settings import Settings
 
@@ -87,24 +89,24 @@ class DrillReport:
         return "\n".join(lines)
 
 
-def expected_keys(settings: Settings) -> tuple[int, set[str]]:
-    """(events the replay produces, keys whose last event is not a delete), via the producer's dry run."""
+def replay_events(settings: Settings) -> list[SourceEvent]:
+    """The replay's events that pass the producer's filters, in the order the producer sends them."""
+    from tootlake.bronze.filters import drop_reason
     from tootlake.pipelines.mastodon_source import replay_source
-    from tootlake.pipelines.producer import produce_events
+    from tootlake.pipelines.producer import filter_config
 
-    last: dict[str, str] = {}
+    filters = filter_config(settings)
+    return [
+        event
+        for event in replay_source(settings, rate=0.0)
+        if event.status is None or drop_reason(event.status, filters) is None
+    ]
 
-    def echo(line: str) -> None:
-        key, kind, _size = line.split("\t")
-        last[key] = kind
 
-    report = produce_events(
-        settings.model_copy(update={"replay_rate": 0.0}),
-        replay_source(settings, rate=0.0),
-        dry_run=True,
-        echo=echo,
-    )
-    return report.produced, {key for key, kind in last.items() if kind != "delete"}
+def expected_keys(events: list[SourceEvent]) -> set[str]:
+    """Post keys whose last event is not a delete: the posts PostgreSQL must hold."""
+    last = {event.key: event.kind for event in events}
+    return {key for key, kind in last.items() if kind != "delete"}
 
 
 class Drill:
@@ -112,16 +114,20 @@ class Drill:
         self,
         settings: Settings,
         log: Log = print,
-        rate: float = 3.0,
+        rate: float = 5.0,
         outage_s: float = 30.0,
         stage_timeout_s: float = 240.0,
+        hold: int = 30,
     ) -> None:
         self.settings = settings
         self.log = log
         self.rate = rate
+        self.hold = hold
+        self.held: list[SourceEvent] = []
         self.outage_s = outage_s
         self.stage_timeout_s = stage_timeout_s
         self.report = DrillReport()
+        self.restarts_before_kill: dict[str, int] = {}
         self.proc: subprocess.Popen | None = None
 
     # -- observation --
@@ -183,6 +189,7 @@ class Drill:
         )
         if not pid:
             raise RuntimeError(f"stage {stage} never ran")
+        self.restarts_before_kill[stage] = int(self._stage_state(stage).get("restarts", 0))
         at = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
@@ -215,23 +222,24 @@ class Drill:
         from tootlake.pipelines.sync.dbinit import init_postgres
 
         init_postgres(s.postgres_conninfo(), log=lambda _line: None)
-        produced, expected = expected_keys(s)
-        self.report.produced_events, self.report.expected_posts = produced, len(expected)
-        self.log(f"[drill] the replay has {produced} events, {len(expected)} posts expected in PostgreSQL")
-
+        events = replay_events(s)
+        expected = expected_keys(events)
+        # The producer sends all but the last few events; the drill sends those itself, a chunk after each
+        # fault, so every recovery has fresh posts to show whatever the producer's pace.
+        hold = min(self.hold, len(events) // 4)
+        self.held = events[len(events) - hold :]
+        self.report.produced_events, self.report.expected_posts = len(events), len(expected)
+        self.log(
+            f"[drill] the replay has {len(events)} events ({len(expected)} posts expected in PostgreSQL); "
+            f"the producer sends {len(events) - hold} at {self.rate}/s, the drill {hold} after the faults"
+        )
         out_path = s.path(s.log_dir) / "drill-run.log"
         out_path.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "tootlake.pipelines.cli", "run", "--no-services"]
+        command += ["--rate", str(self.rate), "--max", str(len(events) - hold)]
         with open(out_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tootlake.pipelines.cli",
-                    "run",
-                    "--no-services",
-                    "--rate",
-                    str(self.rate),
-                ],
+                command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -249,7 +257,7 @@ class Drill:
         state = read_state(s) or {}
         self.report.restarts = {k: v.get("restarts", 0) for k, v in state.get("stages", {}).items()}
         for stage in ("producer", *SPARK_STAGES):
-            if self.report.restarts.get(stage, 0) < 1:
+            if self.report.restarts.get(stage, 0) <= self.restarts_before_kill.get(stage, 10**6):
                 self.report.problems.append(f"{stage} was not restarted after its SIGKILL")
         if self.report.run_exit != 0:
             self.report.problems.append(f"`tootlake run` exited {self.report.run_exit} on SIGTERM")
@@ -257,16 +265,27 @@ class Drill:
         self.log("\n[drill] " + self.report.summary().replace("\n", "\n[drill] "))
         return self.report
 
+    def _inject(self, parts_left: int) -> None:
+        """Send the next share of the held-back events (fresh posts for the stages to show recovery)."""
+        from tootlake.pipelines.producer import produce_events
+
+        take = len(self.held) if parts_left <= 1 else len(self.held) // parts_left
+        chunk, self.held = self.held[:take], self.held[take:]
+        if chunk:
+            report = produce_events(self.settings, chunk)
+            self.log(f"[drill] sent {report.delivered} fresh events myself")
+
     def _faults(self, expected: set[str]) -> None:
         s = self.settings
-        # 1. the producer, early: it restarts and replays from the start
+        # 1. the producer, early: it restarts and replays from the start (duplicates in Kafka)
         self._wait("the producer to send posts", lambda: self._kafka_end_total() >= 30, self.stage_timeout_s)
         before = self._kafka_end_total()
         at = self.kill_stage("producer")
         got = self._wait(
             "the restarted producer to send",
             lambda: (
-                (self._stage_state("producer").get("restarts", 0) >= 1 and self._kafka_end_total() > before)
+                self._stage_state("producer").get("restarts", 0) > self.restarts_before_kill["producer"]
+                and self._kafka_end_total() > before
                 and time.time()
             ),
             self.stage_timeout_s,
@@ -282,6 +301,7 @@ class Drill:
             kills[stage] = self.kill_stage(stage)
             time.sleep(3)
         self.show_status("just after killing bronze, silver, gold and sync")
+        self._inject(parts_left=3)
         for stage in SPARK_STAGES:
             self.wait_commit(stage, kills[stage], f"kill {stage}")
 
@@ -294,6 +314,7 @@ class Drill:
         services.start_kafka(s)
         back = time.time()
         self.log("[drill] Kafka is back")
+        self._inject(parts_left=2)
         self.wait_commit("bronze", back, "Kafka outage")
 
         # 4. PostgreSQL
@@ -305,6 +326,7 @@ class Drill:
         services.start_postgres(s)
         back = time.time()
         self.log("[drill] PostgreSQL is back")
+        self._inject(parts_left=1)
         self.wait_commit("sync", back, "PostgreSQL outage")
 
         # 5. drain
@@ -314,7 +336,9 @@ class Drill:
             3 * self.stage_timeout_s,
         )
         self._wait(
-            "every expected post in PostgreSQL", lambda: self._pg_keys() >= expected, 2 * self.stage_timeout_s
+            "every expected post in PostgreSQL",
+            lambda: self._pg_keys() >= expected - self._quarantined_keys(),
+            2 * self.stage_timeout_s,
         )
         self.show_status("drained")
 
@@ -348,6 +372,18 @@ class Drill:
         except psycopg2.Error:
             return set()
 
+    def _quarantined_keys(self) -> set[str]:
+        from deltalake import DeltaTable
+
+        path = self.settings.table_path("silver.posts_quarantine")
+        if not (path / "_delta_log").is_dir():
+            return set()
+        try:
+            keys = DeltaTable(str(path)).to_pyarrow_table(columns=["key"]).column("key").to_pylist()
+        except Exception:  # being written right now: ask again on the next poll
+            return set()
+        return {key for key in keys if key}
+
     def _count(self, expected: set[str]) -> None:
         import psycopg2
         import pyarrow.compute as pc
@@ -359,12 +395,8 @@ class Drill:
         silver = DeltaTable(str(s.table_path("silver.posts"))).to_pyarrow_table(
             columns=["post_id", "is_deleted"]
         )
-        r.silver_posts = silver.num_rows - pc.sum(silver.column("is_deleted")).as_py()
-        quarantined: set[str] = set()
-        qpath = s.table_path("silver.posts_quarantine")
-        if (qpath / "_delta_log").is_dir():
-            keys = DeltaTable(str(qpath)).to_pyarrow_table(columns=["key"]).column("key").to_pylist()
-            quarantined = {k for k in keys if k}
+        r.silver_posts = silver.num_rows - int(pc.sum(silver.column("is_deleted")).as_py() or 0)
+        quarantined = self._quarantined_keys()
         r.quarantined = len(quarantined)
         with contextlib.closing(psycopg2.connect(s.postgres_conninfo(), connect_timeout=5)) as conn:
             cur = conn.cursor()
@@ -397,6 +429,9 @@ def drill_settings(settings: Settings, scratch: Path, name: str) -> Settings:
             "checkpoint_dir": scratch / "checkpoints",
             "gold_stream_trigger_s": min(settings.gold_stream_trigger_s, 10),
             "producer_report_every_s": 5.0,
+            # its own producer PID file: `producer run` refuses to start next to another producer
+            "producer_pid_file": scratch / "producer.pid",
+            "producer_log_file": scratch / "producer.log",
         }
     )
 

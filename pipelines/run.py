@@ -51,11 +51,14 @@ STAGE_TABLES = {
 
 @dataclass(frozen=True)
 class Stage:
-    """One supervised process. `finite`: exiting 0 means done (a replay producer), not a crash."""
+    """One supervised process. `finite`: exiting 0 means done (a replay producer), not a crash.
+    `needs`: paths that must exist before the first start (the upstream table), so a fresh lake does not
+    make the downstream stages crash-loop while bronze writes its first batch."""
 
     name: str
     argv: tuple[str, ...]
     finite: bool = False
+    needs: tuple[Path, ...] = ()
 
 
 def _job(module: str, *args: str, python: str = sys.executable) -> tuple[str, ...]:
@@ -66,16 +69,18 @@ def continuous_stages(settings: Settings, producer: bool = True, producer_args: 
                       python: str = sys.executable) -> list[Stage]:
     """producer (replay by default) -> bronze -> silver -> gold stream -> sync, all continuous."""
     trigger = f"{settings.run_trigger_s} seconds"
+    bronze_log = (settings.table_path("bronze.posts_raw") / "_delta_log",)
+    silver_log = (settings.table_path("silver.posts") / "_delta_log",)
     stages = []
     if producer:
         stages.append(Stage("producer", (python, "-m", "tootlake.pipelines.cli", "producer", "run",
                                          *producer_args), finite=True))
     stages += [
         Stage("bronze", _job("bronze", "--trigger", trigger, python=python)),
-        Stage("silver", _job("silver", "--trigger", trigger, python=python)),
+        Stage("silver", _job("silver", "--trigger", trigger, python=python), needs=bronze_log),
         Stage("gold", _job("gold", "--stream", "--trigger", f"{settings.gold_stream_trigger_s} seconds",
-                           python=python)),
-        Stage("sync", _job("sync", "--trigger", trigger, "--no-gold", python=python)),
+                           python=python), needs=silver_log),
+        Stage("sync", _job("sync", "--trigger", trigger, "--no-gold", python=python), needs=silver_log),
     ]
     return stages
 
@@ -159,7 +164,7 @@ def tree_rss(pids: list[int]) -> int:
 @dataclass
 class StageState:
     name: str
-    state: str = "pending"  # pending|running|backoff|done|failed|stopped
+    state: str = "pending"  # pending|waiting (for its input table)|running|backoff|done|stopped
     pid: int | None = None
     restarts: int = 0
     last_exit: int | None = None
@@ -275,6 +280,10 @@ class Supervisor:
                 if code is not None:
                     self._reap(stage, code)
                     self.write_state(force=True)  # status sees a crash at once
+            elif st.state == "waiting" and not self.stopping:
+                if all(path.exists() for path in stage.needs):
+                    self._spawn(stage)
+                    self.write_state(force=True)
             elif st.state == "backoff" and not self.stopping:
                 due = self.retry_at[stage.name]
                 st.next_start_in_s = round(max(0.0, due - now), 1)
@@ -323,7 +332,7 @@ class Supervisor:
             proc.wait()
             self._tick()
         for st in self.states.values():
-            if st.state in ("backoff", "pending"):
+            if st.state in ("backoff", "pending", "waiting"):
                 st.state = "stopped"
         self.write_state(force=True)
 
@@ -339,7 +348,12 @@ class Supervisor:
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             for stage in self.stages:
-                self._spawn(stage)
+                missing = [str(path) for path in stage.needs if not path.exists()]
+                if missing:
+                    self.states[stage.name].state = "waiting"
+                    self.log(f"[run] {stage.name}: waiting for {', '.join(missing)}")
+                else:
+                    self._spawn(stage)
             self.write_state(force=True)
             while self.stop_signal is None:
                 self._tick()

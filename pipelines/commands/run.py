@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                     "every produced post is in PostgreSQL exactly once. Prints counts, recovery times and "
                     "`tootlake status` screens. Takes several minutes; exit 0 when it passed.",
     )
-    drill.add_argument("--rate", type=float, default=3.0, help="producer posts/s (default 3)")
+    drill.add_argument("--rate", type=float, default=5.0, help="producer posts/s (default 5)")
     drill.add_argument("--outage-s", type=float, default=30.0, help="Kafka and PostgreSQL down time (30)")
     drill.add_argument("--json", action="store_true", help="also print the report as JSON")
     drill.set_defaults(func=_drill)

@@ -149,3 +149,28 @@ def test_checkpoint_offsets_and_lag(tmp_path: Path) -> None:
     assert info is not None and info["batch"] == 0 and info["offsets"] == {"topic": {"0": 5, "1": 4}}
     assert kafka_lag({"0": 12, "1": 4, "2": 3}, info["offsets"], "topic") == {"0": 7, "1": 0, "2": None}
     assert checkpoint_info(tmp_path / "missing") is None
+
+
+def test_stage_waits_for_its_input_table(settings, tmp_path: Path) -> None:
+    needed = tmp_path / "lake" / "bronze" / "posts_raw" / "_delta_log"
+    waiting = Stage("b", (sys.executable, "-c", SLEEPER), needs=(needed,))
+    sup = Supervisor(settings, [waiting], log=lambda _l: None, env=dict(os.environ))
+    thread = _run_in_thread(sup)
+    _wait(lambda: sup.states["b"].state == "waiting")
+    time.sleep(0.5)
+    assert sup.states["b"].pid is None
+    needed.mkdir(parents=True)
+    _wait(lambda: sup.states["b"].state == "running")
+    _wait(lambda: "\n[fake] batch 0" in Path(sup.states["b"].log).read_text())
+    sup.request_stop()
+    thread.join(10)
+    assert sup.states["b"].restarts == 0 and sup.states["b"].last_exit == 0
+
+
+def test_children_read_the_same_settings(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    custom = settings.model_copy(update={"kafka_topic": "drill-x", "postgres_db": "drill_x",
+                                         "filter_languages": ["en"], "spark_cores_max": 2})
+    for name, value in settings_env(custom).items():
+        monkeypatch.setenv(name, value)
+    seen = load_settings()
+    assert seen.model_dump() == custom.model_dump()
