@@ -203,6 +203,35 @@ def read_state(settings: Settings) -> dict[str, Any] | None:
     return state
 
 
+def _is_stage_process(pid: int) -> bool:
+    try:
+        return b"tootlake" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def stop_orphans(settings: Settings, log: Log = print, timeout_s: float = 30.0) -> list[str]:
+    """Stages left running by a supervisor that died (SIGKILL, OOM): stop them before starting new ones,
+    so two writers never share a checkpoint. Returns the names of the stages stopped."""
+    state = read_state(settings)
+    if not state or state["alive"]:
+        return []
+    stopped = []
+    for name, info in state.get("stages", {}).items():
+        pid = info.get("pid")
+        if isinstance(pid, int) and _is_stage_process(pid):
+            log(f"[run] {name}: left running by a previous supervisor (pid {pid}): stopping it")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout_s
+            while _is_stage_process(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            stopped.append(name)
+    return stopped
+
+
 class Supervisor:
     """Runs `stages` until stopped; see the module docstring for the policy."""
 
@@ -347,6 +376,7 @@ class Supervisor:
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
+            stop_orphans(self.settings, self.log, self.settings.run_stop_timeout_s)
             for stage in self.stages:
                 missing = [str(path) for path in stage.needs if not path.exists()]
                 if missing:

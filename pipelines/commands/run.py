@@ -60,10 +60,15 @@ def producer_args(args: argparse.Namespace) -> tuple[str, ...]:
 
 def _run(args: argparse.Namespace) -> int:
     from tootlake.pipelines import services
-    from tootlake.pipelines.run import Supervisor, continuous_stages, run_once, stage_log_dir
+    from tootlake.pipelines.run import Supervisor, continuous_stages, read_state, run_once, stage_log_dir
     from tootlake.pipelines.settings import load_settings
 
     settings = load_settings()
+    current = read_state(settings)
+    if current and current["alive"]:
+        print(f"[run] `tootlake run` is already running here (pid {current['pid']}); stop it first "
+              "(SIGTERM / Ctrl-C), or see `tootlake status`", file=sys.stderr)
+        return 1
     if not args.no_services:
         try:
             for status in services.ensure_services(settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from tootlake.pipelines.run import (
     read_state,
     run_once,
     settings_env,
+    stop_orphans,
     tree_rss,
 )
 from tootlake.pipelines.settings import load_settings
@@ -174,3 +176,15 @@ def test_children_read_the_same_settings(settings, monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv(name, value)
     seen = load_settings()
     assert seen.model_dump() == custom.model_dump()
+
+
+def test_stages_orphaned_by_a_dead_supervisor_are_stopped(settings) -> None:
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)  # tootlake stage"],
+                              start_new_session=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = settings.path(settings.state_dir) / "run.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"pid": dead.pid, "stages": {"bronze": {"pid": orphan.pid}}}))
+    assert stop_orphans(settings, log=lambda _l: None, timeout_s=5) == ["bronze"]
+    assert orphan.wait(5) == -signal.SIGTERM
