@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "tootlake.pipelines.commands.bench",
     "tootlake.pipelines.commands.analysis",
     "tootlake.pipelines.commands.db",
+    "tootlake.pipelines.commands.dq",
     "tootlake.pipelines.commands.run",
     "tootlake.pipelines.commands.status",
 ]
