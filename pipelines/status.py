@@ -8,7 +8,7 @@ seconds also when things are down (it says what is down instead of failing):
 - Kafka lag per partition: end offsets from the broker minus the offsets bronze committed (the Spark Kafka
   source writes them in `<checkpoint>/offsets/<n>`, third line, `{"topic": {"partition": offset}}`);
 - tables: Delta version and row count from the log (delta-rs: file statistics, no data read);
-- quarantine rows per rule; the last data-quality run when a `*.dq_metrics` table exists.
+- quarantine rows per rule; per job, the latest data-quality run in `dq.metrics` when it exists.
 """
 
 from __future__ import annotations
@@ -164,37 +164,41 @@ def _quarantine(settings: Settings, tables: dict[str, Any]) -> dict[str, int] | 
     return {item["values"].as_py(): item["counts"].as_py() for item in counts}
 
 
+DQ_COLUMNS = ["run_id", "job", "rule", "severity", "rows_failed", "checked_at"]
+
+
 def _dq(settings: Settings, tables: dict[str, Any]) -> dict[str, Any] | None:
-    """The latest run in a `*.dq_metrics` table (written by `tootlake dq`), summarised generically."""
-    names = [n for n in tables if n.endswith(".dq_metrics") and "error" not in tables[n]]
+    """Per job, its latest data-quality run in `dq.metrics` (written by the jobs and `tootlake dq`):
+    when, how many rules were checked, and which failed (rows failed, severity)."""
+    names = [n for n in tables
+             if (n == "dq.metrics" or n.endswith(".dq_metrics")) and "error" not in tables[n]]
     if not names:
         return None
-    import pyarrow as pa
     from deltalake import DeltaTable
 
-    data = DeltaTable(str(settings.table_path(names[0]))).to_pyarrow_table()
-    if data.num_rows == 0:
-        return None
-    time_cols = [f.name for f in data.schema if pa.types.is_timestamp(f.type)]
-    rows = data.to_pylist()
-    if time_cols:
-        latest = max(r[time_cols[0]] for r in rows if r[time_cols[0]] is not None)
-        rows = [r for r in rows if r[time_cols[0]] == latest]
-    run_col = next((c for c in ("run_id", "batch_id") if c in data.column_names), None)
-    if run_col and not time_cols:
-        latest_run = max(r[run_col] for r in rows)
-        rows = [r for r in rows if r[run_col] == latest_run]
-    outcome = next((c for c in ("status", "outcome", "result", "success", "passed")
-                    if c in data.column_names), None)
-    summary: dict[str, Any] = {"table": names[0], "checks": len(rows)}
-    if time_cols:
-        summary["at"] = str(rows[0][time_cols[0]])
-    if outcome:
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[str(r[outcome])] = counts.get(str(r[outcome]), 0) + 1
-        summary["by_" + outcome] = counts
-    return summary
+    table = DeltaTable(str(settings.table_path(names[0])))
+    columns = [f.name for f in table.schema().fields]
+    if not set(DQ_COLUMNS) <= set(columns):
+        return {"table": names[0], "note": f"unexpected columns {columns}"}
+    rows = table.to_pyarrow_table(columns=DQ_COLUMNS).to_pylist()
+    latest: dict[str, tuple[Any, str]] = {}  # job -> (checked_at, run_id)
+    for row in rows:
+        if row["checked_at"] is None:
+            continue
+        current = latest.get(row["job"])
+        if current is None or row["checked_at"] > current[0]:
+            latest[row["job"]] = (row["checked_at"], row["run_id"])
+    runs = {}
+    for job, (at, run_id) in sorted(latest.items()):
+        run_rows = [r for r in rows if r["run_id"] == run_id]
+        failed: dict[str, dict[str, Any]] = {}
+        for r in run_rows:
+            if r["rows_failed"]:
+                entry = failed.setdefault(r["rule"], {"severity": r["severity"], "rows_failed": 0})
+                entry["rows_failed"] += int(r["rows_failed"])
+        runs[job] = {"run_id": run_id, "at": at.isoformat(timespec="seconds") if hasattr(at, "isoformat")
+                     else str(at), "rules_checked": len({r["rule"] for r in run_rows}), "failed": failed}
+    return {"table": names[0], "runs": runs}
 
 
 # --- all together --------------------------------------------------------------------------------------
@@ -329,10 +333,13 @@ def format_status(status: dict[str, Any]) -> str:
         q = ", ".join(f"{rule} {n}" for rule, n in sorted(quarantine.items())) or "empty"
         lines.append(f"quarantine: {q}")
     dq = status.get("dq")
-    if dq is None:
-        lines.append("data quality: no DQ runs yet")
+    if dq is None or not dq.get("runs"):
+        lines.append("data quality: no DQ runs yet" + (f" ({dq['note']})" if dq and dq.get("note") else ""))
     else:
-        extra = ", ".join(f"{k} {v}" for k, v in dq.items() if k not in ("table",))
-        lines.append(f"data quality ({dq['table']}): {extra}")
+        lines.append(f"data quality ({dq['table']}), latest run per job:")
+        for job, run in dq["runs"].items():
+            failed = ", ".join(f"{rule} [{f['severity']}] {f['rows_failed']} rows"
+                               for rule, f in sorted(run["failed"].items())) or "none failed"
+            lines.append(f"  {job:<12} {run['at']}  {run['rules_checked']} rules: {failed}")
     lines.append(f"({status['elapsed_s']} s)")
     return "\n".join(lines)
