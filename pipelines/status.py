@@ -144,11 +144,23 @@ def _tables(settings: Settings) -> dict[str, dict[str, Any]]:
             rows = pc.sum(adds.column("num_records")).as_py() if adds.num_rows else 0
             last = table.history(1)[0]
             out[name] = {"version": table.version(), "rows": int(rows or 0),
+                         "last_commit_rows": _commit_rows(last.get("operationMetrics") or {}),
                          "last_commit_at": datetime.fromtimestamp(int(last["timestamp"]) / 1000, tz=UTC)
                          .isoformat(timespec="seconds"), "last_operation": last.get("operation")}
         except Exception as exc:  # a table being created right now, or unreadable: say so, keep going
             out[name] = {"error": f"{type(exc).__name__}: {str(exc)[:120]}"}
     return out
+
+
+def _commit_rows(metrics: dict[str, Any]) -> int | None:
+    """Rows a commit changed: inserted + updated + deleted for a MERGE, else rows written."""
+    merge = ("numTargetRowsInserted", "numTargetRowsUpdated", "numTargetRowsDeleted")
+    if any(key in metrics for key in merge):
+        return sum(int(metrics.get(key) or 0) for key in merge)
+    for key in ("numOutputRows", "num_added_rows"):
+        if metrics.get(key) not in (None, ""):
+            return int(metrics[key])
+    return None
 
 
 def _quarantine(settings: Settings, tables: dict[str, Any]) -> dict[str, int] | None:
@@ -292,7 +304,7 @@ def format_status(status: dict[str, Any]) -> str:
         rss = f", stages' RSS {sup['rss_bytes'] / 2**30:.2f} GiB (peak {sup['peak_rss_bytes'] / 2**30:.2f})" \
             if sup.get("rss_bytes") is not None else ""
         lines.append(f"supervisor: {alive}{rss}")
-    lines.append("stages       state     restarts  last batch           rows   table version/rows")
+    lines.append("stages       state     restarts  last batch           rows   table, version, rows")
     for name in ("producer", *STAGE_CHECKPOINTS):
         info = status["stages"].get(name)
         if info is None:
@@ -303,8 +315,10 @@ def format_status(status: dict[str, Any]) -> str:
         cp = info.get("checkpoint")
         batch = f"#{cp['batch']} {_age(cp['age_s'])}" if cp else "-"
         logged = info.get("last_logged_batch")
-        rows = str(logged["rows"]) if logged else "-"
         table = info.get("table")
+        # rows the last batch read (its log line), else rows its last commit changed in the table
+        rows = str(logged["rows"]) if logged else (
+            str(table["last_commit_rows"]) if table and table.get("last_commit_rows") is not None else "-")
         tinfo = f"{table['name']} v{table['version']} {table['rows']} rows" if table else ""
         lines.append(f"  {name:<10} {state:<9} {restarts:>8}  {batch:<19} {rows:>5}   {tinfo}")
     lag = status["kafka_lag"]
