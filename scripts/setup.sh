@@ -5,6 +5,7 @@
 #   2. pip install -e '.[dev]'          (only when pyproject.toml's hash differs from .venv/.tootlake-pyproject.sha)
 #   3. jars/spark and jars/kafka        (mvn copy-dependencies; only when the pom's hash differs from the stamp)
 #   4. PostgreSQL 15 server binaries    (apt-get, only when /usr/lib/postgresql/15/bin/initdb is missing)
+#   5. Chromium                         (apt-get, only when `chromium` is not on PATH; the dq report test)
 # Quiet on success (one line per step with its time); on failure the step's output is shown.
 set -euo pipefail
 
@@ -125,6 +126,28 @@ if [[ ! -x /usr/lib/postgresql/15/bin/initdb ]]; then
     # left alone (stop it with `service postgresql stop` if you do not want it).
 else
     skip "postgresql-15"
+fi
+
+# --- 5. Chromium (headless: the dq report test renders the page) ---------------------------------------
+if ! command -v chromium >/dev/null 2>&1; then
+    SUDO=()
+    if [[ "$(id -u)" != 0 ]]; then
+        if command -v sudo >/dev/null 2>&1; then
+            SUDO=(sudo -n)
+        else
+            echo "setup: chromium is missing and you are not root (no sudo either); the dq report render" >&2
+            echo "       test will be skipped. Ask an admin to run: apt-get update && apt-get install -y chromium" >&2
+        fi
+    fi
+    if [[ "$(id -u)" == 0 || ${#SUDO[@]} -gt 0 ]]; then
+        install_chromium() {
+            DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q chromium
+        }
+        run_step "chromium (apt-get)" install_chromium
+    fi
+else
+    skip "chromium"
 fi
 
 printf 'setup: %-28s %6.1f s\n' "done" "$(( $(now_ms) - T_ALL ))e-3"
