@@ -204,8 +204,10 @@ def read_state(settings: Settings) -> dict[str, Any] | None:
 
 
 def _is_stage_process(pid: int) -> bool:
+    """A stage we started: a process group leader running one of our entry points (not a reused PID)."""
     try:
-        return b"tootlake" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return (os.getpgid(pid) == pid
+                and b"-m\0tootlake.pipelines." in Path(f"/proc/{pid}/cmdline").read_bytes())
     except OSError:
         return False
 

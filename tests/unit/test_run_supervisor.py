@@ -179,12 +179,21 @@ def test_children_read_the_same_settings(settings, monkeypatch: pytest.MonkeyPat
 
 
 def test_stages_orphaned_by_a_dead_supervisor_are_stopped(settings) -> None:
-    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)  # tootlake stage"],
-                              start_new_session=True)
+    # a stand-in stage: its command line names an entry point (-m tootlake.pipelines...), own session
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
+                               "-m", "tootlake.pipelines.jobs.bronze"], start_new_session=True)
+    not_ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
+                                 "-m", "tootlake.pipelines.jobs.silver"])  # not a group leader
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     path = settings.path(settings.state_dir) / "run.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": dead.pid, "stages": {"bronze": {"pid": orphan.pid}}}))
-    assert stop_orphans(settings, log=lambda _l: None, timeout_s=5) == ["bronze"]
-    assert orphan.wait(5) == -signal.SIGTERM
+    path.write_text(json.dumps({"pid": dead.pid, "stages": {"bronze": {"pid": orphan.pid},
+                                                            "silver": {"pid": not_ours.pid}}}))
+    try:
+        assert stop_orphans(settings, log=lambda _l: None, timeout_s=5) == ["bronze"]
+        assert orphan.wait(5) == -signal.SIGTERM
+        assert not_ours.poll() is None
+    finally:
+        not_ours.kill()
+        orphan.kill()
