@@ -85,6 +85,17 @@ def run_demo(settings: Settings, log: Log = print, max_posts: int | None = None)
             f"{settings.postgres_db} -c 'SELECT threat_level, count(*) FROM processedposts GROUP BY 1'")
     _done(log, started)
 
+    started = _step(log, 7, "data quality: rules per batch (dq.metrics), Great Expectations, report")
+    from tootlake.pipelines.dq_gx import after_job_run
+    from tootlake.pipelines.dq_report import summary_lines, write_report
+
+    for layer in ("bronze", "silver", "gold"):
+        after_job_run(settings, layer, log=lambda line: log(f"   {line}"))
+    for line in summary_lines(settings):
+        log(f" {line}")
+    log(f"   report: {write_report(settings)}  (`tootlake dq report` rewrites it)")
+    _done(log, started)
+
     log("\nDone. Tables live under " + str(settings.path(settings.lake_dir)))
     log("Services keep running; stop them with `tootlake services down`.")
     return 0
