@@ -198,7 +198,7 @@ def read_state(settings: Settings) -> dict[str, Any] | None:
     if isinstance(pid, int):
         with contextlib.suppress(OSError):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            alive = b"run" in cmdline
+            alive = b"tootlake" in cmdline and b"\0run" in cmdline  # not a reused PID
     state["alive"] = alive
     return state
 
