@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic_settings import NoDecode
+
 from tootlake.pipelines.settings import Settings
 
 Log = Callable[[str], None]
@@ -101,14 +103,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as environment variables, so every stage sees exactly the supervisor's settings
     (also when they came from keyword overrides, as in the drill)."""
     env: dict[str, str] = {}
-    for name in type(settings).model_fields:
+    for name, info in type(settings).model_fields.items():
         value = getattr(settings, name)
         if value is None:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
-        if isinstance(value, list):
-            value = ",".join(str(item) for item in value)
+        if isinstance(value, (list, dict)):
+            # CSV for the comma-separated settings (NoDecode), JSON (pydantic-settings' default) otherwise
+            csv = isinstance(value, list) and any(m is NoDecode or isinstance(m, NoDecode)
+                                                  for m in info.metadata)
+            value = ",".join(str(item) for item in value) if csv else json.dumps(value, default=str)
         elif isinstance(value, bool):
             value = "true" if value else "false"
         env[name.upper()] = str(value)
