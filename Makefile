@@ -3,7 +3,7 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync notebooks clean run run-once status drill
+.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq notebooks clean run run-once status drill
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
@@ -50,6 +50,9 @@ bench-gold: setup     ## gold run time on 1x, 10x, 100x the bundled posts
 
 bench-sync: setup     ## PostgreSQL upsert rows/s vs plain COPY of the same rows (ratio, goal >= 0.5)
 	$(TOOTLAKE) bench sync
+
+bench-dq: setup       ## silver and gold with data-quality rules on vs off (overhead, goal <= 10%), one GX validation
+	$(TOOTLAKE) bench dq
 
 notebooks: setup  ## run notebooks/*.ipynb on the lake: plots in var/plots/, executed copies in var/notebooks/
 	$(PY) -c "from tootlake.pipelines.analysis import run_notebooks; raise SystemExit(run_notebooks())"

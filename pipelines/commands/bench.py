@@ -14,6 +14,7 @@ BENCHES = [
     ("gold", "tootlake.pipelines.bench_gold", "gold run time on 1x/10x/100x the bundled posts"),
     ("sync", "tootlake.pipelines.bench_sync", "PostgreSQL upsert rows/s vs plain COPY (ratio)"),
     ("models", "tootlake.models.bench", "threat model posts/s per batch size, sentiment posts/s"),
+    ("dq", "tootlake.pipelines.bench_dq", "silver/gold time with data-quality rules on vs off, one GX run"),
 ]
 
 
