@@ -120,10 +120,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def child_env(settings: Settings) -> dict[str, str]:
+def child_env(settings: Settings, continuous: bool = False) -> dict[str, str]:
     env = {**os.environ, **settings_env(settings)}
     env["SPARK_DRIVER_MEMORY"] = settings.run_driver_memory  # one JVM per stage: bound each
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the stage log as they happen
+    if continuous and "dq_gx_enabled" in type(settings).model_fields:
+        # The jobs run the Great Expectations suites once, when their query ends: under `run` that is at
+        # shutdown (slow, and racing RUN_STOP_TIMEOUT_S). The per-batch rules still run; schedule
+        # `tootlake dq check` for the suites.
+        env["DQ_GX_ENABLED"] = "false"
     return env
 
 
@@ -247,7 +252,7 @@ class Supervisor:
         self.settings = settings
         self.stages = stages
         self.log = log
-        self.env = env if env is not None else child_env(settings)
+        self.env = env if env is not None else child_env(settings, continuous=True)
         self.log_dir = stage_log_dir(settings)
         self.state_file = state_path(settings)
         self.states = {s.name: StageState(s.name, log=str(self.log_dir / f"{s.name}.log")) for s in stages}
