@@ -32,7 +32,7 @@ from typing import Any
 
 from tootlake.pipelines import services
 from tootlake.pipelines.mastodon_source import SourceEvent
-from tootlake.pipelines.run import STAGE_CHECKPOINTS, child_env, read_state, tree_rss
+from tootlake.pipelines.run import STAGE_CHECKPOINTS, child_env, read_state, state_path, tree_rss
 from tootlake.pipelines.settings import Settings
 
 Log = Callable[[str], None]
@@ -233,6 +233,10 @@ class Drill:
             f"[drill] the replay has {len(events)} events ({len(expected)} posts expected in PostgreSQL); "
             f"the producer sends {len(events) - hold} at {self.rate}/s, the drill {hold} after the faults"
         )
+        previous = read_state(s)
+        if previous and previous["alive"]:
+            raise RuntimeError(f"`tootlake run` already runs on these settings (pid {previous['pid']})")
+        state_path(s).unlink(missing_ok=True)  # never read a previous run's stage pids
         out_path = s.path(s.log_dir) / "drill-run.log"
         out_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "tootlake.pipelines.cli", "run", "--no-services"]
