@@ -251,6 +251,8 @@ def check_sync_batch(guard: Guard, batch: DataFrame, batch_id: int) -> DataFrame
     """silver -> sync: rules on a change-feed batch (pre-images left out); returns the rows to stage."""
     from tootlake.expectations.tables import sync_posts
 
-    rows = batch.where(F.col("_change_type") != "update_preimage")
+    # Materialised once (local checkpoint): the source is scanned once, so the rules' pass neither re-reads
+    # the change feed nor doubles the query's numInputRows.
+    rows = batch.where(F.col("_change_type") != "update_preimage").localCheckpoint(eager=True)
     kept, _ = guard.apply(rows, sync_posts(), batch_id)
     return kept
