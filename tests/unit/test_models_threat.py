@@ -149,3 +149,51 @@ def test_corrupt_model_file_has_a_clear_error(tmp_path: Path, name: str, content
     (copy / name).write_bytes(content)
     with pytest.raises(ModelLoadError, match=name.replace(".", r"\.")):
         ThreatModel.load(copy)
+
+
+def test_scores_do_not_depend_on_batch_mates(model: ThreatModel) -> None:
+    # Silver scores whatever posts share a micro-batch; a post's label must not change with its neighbours.
+    # (Dynamic int8 quantisation scaled activations per batch and flipped labels; weights-only int8 doesn't.)
+    long_texts = [" ".join(["a very long and rambling post about many things"] * 8)] * 3
+    alone = model.predict_proba(TEXTS, batch_size=1)
+    mixed = model.predict_proba(TEXTS + long_texts, batch_size=8)[: len(TEXTS)]
+    np.testing.assert_allclose(alone, mixed, atol=1e-5)
+
+
+def test_one_pass_gives_probabilities_and_embedding(model: ThreatModel) -> None:
+    both = model.run(TEXTS, ["probs", "embedding"])
+    np.testing.assert_allclose(both["probs"], model.predict_proba(TEXTS), atol=1e-6)
+    assert both["embedding"].shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(both["embedding"], model.embed(TEXTS), atol=1e-6)
+    with pytest.raises(ModelLoadError, match="no output"):
+        model.run(TEXTS, ["logits"])
+
+
+def test_weight_only_quantiser_keeps_a_matmul_close(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tootlake.models.threat.train import quantise_weights
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 96)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 96])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    src, dst = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    assert quantise_weights(src, dst) == 1
+    stored = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(dst)).graph.initializer}
+    assert stored["w_int8"].dtype == np.int8 and "w" not in stored
+    x = rng.normal(size=(5, 64)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    (y,) = ort.InferenceSession(str(dst), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    expected = x @ weight
+    # Per-channel int8 keeps each output within ~1 % of its column's scale.
+    assert np.abs(y - expected).max() < 0.02 * np.abs(expected).max()
+    assert not np.allclose(y, expected, atol=1e-7)  # it really is quantised
