@@ -145,14 +145,42 @@ class Guard:
         table_rules = self.rules_for(table_rules)
         agg = df.agg(*aggregate_columns(df, table_rules, failed), *(extra or [])).first()
         found = results(agg.asDict(), table_rules, now, previous_rows)
-        rows = metrics_rows(found, table_rules, self.run_id, self.job, batch_id, now)
-        append_metrics(self.settings, rows)
-        self.history.extend(rows)
+        self._record(found, table_rules, batch_id, now)
         failing = [r for r in found if r.rule.severity == "fail" and not r.passed]
         if failing:
             detailed = [(r, examples_of(df, table_rules, r.rule)) for r in failing]
             raise DataQualityError(fail_message(table_rules, detailed, self.job), failing)
         return found, agg
+
+    def _record(self, found: list[RuleResult], table_rules: TableRules, batch_id: int | None,
+                now: datetime) -> None:
+        rows = metrics_rows(found, table_rules, self.run_id, self.job, batch_id, now)
+        append_metrics(self.settings, rows)
+        self.history.extend(rows)
+
+    def needs_precheck(self, table_rules: TableRules) -> bool:
+        """fail / drop rules must be known before the write; unique needs a distinct count (which an
+        Observation cannot compute)."""
+        return any(r.severity in ("fail", "drop") or r.kind == "unique"
+                   for r in self.rules_for(table_rules).rules)
+
+    def observe(self, df: DataFrame, table_rules: TableRules, batch_id: int | None = None,
+                previous_rows: int | None = None) -> tuple[DataFrame, Callable[[], list[RuleResult]]]:
+        """warn-only rules: counted by the write itself (Spark's Observation: no extra pass). Returns the
+        observed DataFrame to write and `finish()`, to call after the write, which records the counts."""
+        from pyspark.sql import Observation
+
+        table_rules = self.rules_for(table_rules)
+        observation = Observation(f"dq_{uuid.uuid4().hex[:12]}")
+        observed = df.observe(observation, *aggregate_columns(df, table_rules))
+
+        def finish() -> list[RuleResult]:
+            now = self.clock()
+            found = results(observation.get, table_rules, now, previous_rows)
+            self._record(found, table_rules, batch_id, now)
+            return found
+
+        return observed, finish
 
     def apply(self, df: DataFrame, table_rules: TableRules, batch_id: int | None = None,
               previous_rows: int | None = None) -> tuple[DataFrame, list[RuleResult]]:
@@ -231,20 +259,28 @@ def check_gold_input(guard: Guard, posts: DataFrame) -> None:
     guard.check(posts, gold_input(guard.clock()))
 
 
-def check_gold_table(guard: Guard, name: str, table: DataFrame, previous_rows: int | None) -> DataFrame:
-    """A gold table's rules before its overwrite; returns the table persisted (the check computed it once,
-    the write reads the cache). The caller unpersists it after the write."""
+def check_gold_table(guard: Guard, name: str, table: DataFrame,
+                     previous_rows: int | None) -> tuple[DataFrame, Callable[[], object]]:
+    """A gold table's rules around its overwrite: returns (the DataFrame to write, `after_write()`).
+
+    warn-only rule sets are counted by the write itself (no extra pass: the per-table Spark jobs were most
+    of the rules' cost). A set with a fail rule (or a unique check) is checked BEFORE the write on the
+    table persisted (computed once, the write reads the cache): a failure leaves the previous version.
+    """
     from tootlake.expectations.tables import gold_table
     from tootlake.pipelines.lake import TABLE_KEYS
 
+    key = tuple(c for c in TABLE_KEYS.get(f"gold.{name}", ()) if c in table.columns)
+    rules = gold_table(name, key, table.columns)
+    if not guard.needs_precheck(rules):
+        return guard.observe(table, rules, previous_rows=previous_rows)
     table = table.persist()
     try:
-        key = tuple(c for c in TABLE_KEYS.get(f"gold.{name}", ()) if c in table.columns)
-        guard.check(table, gold_table(name, key, table.columns), previous_rows=previous_rows)
+        guard.check(table, rules, previous_rows=previous_rows)
     except BaseException:
         table.unpersist()
         raise
-    return table
+    return table, table.unpersist
 
 
 def check_sync_batch(guard: Guard, batch: DataFrame, batch_id: int) -> DataFrame:

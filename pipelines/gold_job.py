@@ -93,10 +93,10 @@ def run_gold(
                 from tootlake.pipelines.dq import check_gold_table
 
                 previous = last_commit_rows(path) if is_delta_table(path) else None
-                table = check_gold_table(dq, name, table, previous)
+                table, after_write = check_gold_table(dq, name, table, previous)
             write_table(table, path)
             if dq is not None:
-                table.unpersist()
+                after_write()  # records the counts (or drops the cache of a pre-checked table)
             rows = last_commit_rows(path)
             counts[name] = rows if rows is not None else spark.read.format("delta").load(str(path)).count()
             if progress:

@@ -145,7 +145,8 @@ def test_table_checks(df, spark):
 def test_gold_table_rules_find_duplicate_keys_and_negative_counts(spark, dq_settings):
     table = spark.createDataFrame([("2026-11-01", 3), ("2026-11-01", -1), ("2026-11-02", 2)],
                                   "post_date string, posts long")
-    rules = gold_table("posts_daily", ("post_date",), table.columns)
+    assert not _guard(dq_settings).needs_precheck(gold_table("posts_daily", ("post_date",), table.columns))
+    rules = gold_table("posts_daily", ("post_date",), table.columns, strict=True)
     with pytest.raises(DataQualityError, match="key_unique") as excinfo:
         _guard(dq_settings, "gold").check(table, rules)
     assert "counts_not_negative" in str(excinfo.value) and "2026-11-01" in str(excinfo.value)
@@ -159,3 +160,15 @@ def test_rule_builder_check(df):
     assert df.where(rule.fails(df)).count() == 0
     other = Rule("ends_with_1", lambda d: d["post_id"].endswith("1"), "warn")
     assert df.where(other.fails(df)).count() == 4
+
+
+def test_warn_rules_are_counted_by_the_write_itself(spark, dq_settings, tmp_path):
+    table = spark.createDataFrame([("2026-11-01", 3), ("2026-11-02", -2), ("2026-11-03", 1)],
+                                  "post_date string, posts long")
+    guard = _guard(dq_settings, "gold")
+    observed, finish = guard.observe(table, gold_table("posts_daily", ("post_date",), table.columns),
+                                     previous_rows=12)
+    observed.write.format("delta").save(str(tmp_path / "out"))
+    got = {r.rule.name: (r.rows_checked, r.rows_failed) for r in finish()}
+    assert got == {"row_count_change": (3, 9), "counts_not_negative": (3, 1)}
+    assert _metrics(dq_settings)[("gold.posts_daily", "counts_not_negative")]["rows_failed"] == 1
