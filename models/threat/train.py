@@ -376,3 +376,49 @@ def export(work_dir: Path, artifact_dir: Path, *, opset: int = 17) -> dict:
     }
     (artifact_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return config
+
+
+def frozen_baseline(data_dir: Path, *, max_length: int = 64, threads: int = 2, seed: int = 13) -> dict:
+    """The cheap alternative to fine-tuning, measured for the model card: the *pretrained* encoder's
+    mean-pooled embedding, frozen, with one scikit-learn logistic regression per data set (trained on its
+    train split with its own labels, balanced class weights), scored on its validation split."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    from tootlake.models.metrics import classification_metrics
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    enc_dir = encoder_dir()
+    tokenizer = Tokenizer.from_file(str(enc_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    encoder = AutoModel.from_pretrained(str(enc_dir)).eval()
+
+    def embed(texts: list[str]) -> np.ndarray:
+        encodings = [e.ids for e in tokenizer.encode_batch([normalise(t) for t in texts])]
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
+        out = np.zeros((len(encodings), encoder.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), 128):
+                idx = order[start : start + 128]
+                ids, mask = pad(torch, [encodings[i] for i in idx])
+                hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                out[idx] = ((hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)).numpy()
+        return out
+
+    label_names = {"tweeteval-hate": ["not-hate", "hate"], "tweeteval-offensive": ["not-offensive", "offensive"],
+                   "davidson": ["hate", "offensive", "neither"]}
+    report: dict = {}
+    for name, names in label_names.items():
+        t0 = time.time()
+        train_set, val_set = load_split(data_dir, name, "train"), load_split(data_dir, name, "val")
+        clf = LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced", random_state=seed)
+        clf.fit(embed(train_set.texts), np.asarray(train_set.labels))
+        pred = clf.predict(embed(val_set.texts))
+        report[name] = classification_metrics(np.asarray(val_set.labels), pred, names)
+        log(f"frozen baseline {name}: val macro-F1 {report[name]['macro_f1']:.4f} ({time.time() - t0:.0f} s)")
+    return report
