@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     spark_cores_max: int | None = Field(None, ge=1)  # cluster: cap on cores per job (unset: all offered)
 
     # --- tootlake run (supervisor) -------------------------------------------------------------------
-    run_driver_memory: str = "1g"  # spark.driver.memory of EACH stage's JVM under `tootlake run`
+    run_driver_memory: str = "768m"  # spark.driver.memory of EACH stage's JVM under `tootlake run`
     run_trigger_s: int = Field(10, ge=1)  # micro-batch interval of bronze, silver and sync under `run`
     run_backoff_base_s: float = Field(2.0, gt=0)  # restart delay: base * 2**n, capped at run_backoff_max_s
     run_backoff_max_s: float = Field(60.0, gt=0)
