@@ -78,3 +78,34 @@ def test_evaluate_command_matches_scikit_learn(spark, sentiment_model, tmp_path:
     assert result["macro_recall"] == pytest.approx(recall_score(GOLD, pred, average="macro", zero_division=0))
     assert result["macro_f1"] == pytest.approx(f1_score(GOLD, pred, average="macro", zero_division=0))
     assert result["model_version"] == model_version()
+
+
+def test_pipeline_reads_the_threat_encoder_and_reuses_a_given_embedding(spark, sentiment_model) -> None:
+    from tootlake.models.sentiment import EMBEDDING_COL, uses_encoder
+    from tootlake.models.threat import get_threat_model
+
+    assert uses_encoder(sentiment_model)
+    df = spark.createDataFrame([(i, t) for i, t in enumerate(TEXTS)], "post_id int, text string")
+    from_text = score_sentiment(sentiment_model, df).orderBy("post_id").collect()
+    # Silver hands over the embedding its threat pass computed; the result must be the same.
+    vectors = get_threat_model().embed([t or "" for t in TEXTS])
+    given = spark.createDataFrame([(i, t, [float(v) for v in vectors[i]]) for i, t in enumerate(TEXTS)],
+                                  f"post_id int, text string, {EMBEDDING_COL} array<float>")
+    reused = score_sentiment(sentiment_model, given).orderBy("post_id").collect()
+    assert EMBEDDING_COL not in reused[0].asDict()
+    assert [r.sentiment_label for r in reused] == [r.sentiment_label for r in from_text]
+    for a, b in zip(reused, from_text, strict=True):
+        assert a.sentiment_score == pytest.approx(b.sentiment_score, abs=1e-4)
+
+
+def test_a_pipeline_trained_on_another_encoder_is_refused(spark, tmp_path: Path) -> None:
+    copy = tmp_path / "pipeline"
+    shutil.copytree(DEFAULT_ARTIFACT_DIR, copy)
+    (stage,) = [d for d in (copy / "stages").iterdir() if "EncoderEmbedding" in d.name]
+    metadata = next((stage / "metadata").glob("part-*"))
+    record = json.loads(metadata.read_text())
+    record["paramMap"]["encoderVersion"] = "threat-minilm-000000000000"
+    metadata.write_text(json.dumps(record))
+    (metadata.parent / f".{metadata.name}.crc").unlink(missing_ok=True)  # else Hadoop reports a checksum error
+    with pytest.raises(SentimentModelError, match="retrain it with `tootlake models train sentiment`"):
+        load_sentiment_model(spark, copy)
