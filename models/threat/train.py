@@ -410,7 +410,8 @@ def frozen_baseline(data_dir: Path, *, max_length: int = 64, threads: int = 2, s
                 out[idx] = ((hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)).numpy()
         return out
 
-    label_names = {"tweeteval-hate": ["not-hate", "hate"], "tweeteval-offensive": ["not-offensive", "offensive"],
+    label_names = {"tweeteval-hate": ["not-hate", "hate"],
+                   "tweeteval-offensive": ["not-offensive", "offensive"],
                    "davidson": ["hate", "offensive", "neither"]}
     report: dict = {}
     for name, names in label_names.items():
