@@ -142,7 +142,8 @@ def test_gx_suites_and_report_render_in_chromium(lake, tmp_path):
     # No background networking: this machine's closed network refuses Chromium's own connections.
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,2000",
              "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}"]
+             "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium-profile'}"]
     dom = subprocess.run([*flags, "--dump-dom", out.as_uri()], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     for table in ("silver.posts", "gold.posts_daily", "silver.posts_quarantine"):

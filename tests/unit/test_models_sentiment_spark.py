@@ -106,6 +106,6 @@ def test_a_pipeline_trained_on_another_encoder_is_refused(spark, tmp_path: Path)
     record = json.loads(metadata.read_text())
     record["paramMap"]["encoderVersion"] = "threat-minilm-000000000000"
     metadata.write_text(json.dumps(record))
-    (metadata.parent / f".{metadata.name}.crc").unlink(missing_ok=True)  # else Hadoop reports a checksum error
+    (metadata.parent / f".{metadata.name}.crc").unlink(missing_ok=True)  # stale checksum: Hadoop would refuse
     with pytest.raises(SentimentModelError, match="retrain it with `tootlake models train sentiment`"):
         load_sentiment_model(spark, copy)
