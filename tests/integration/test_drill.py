@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tootlake.pipelines.drill import Drill, drill_settings
+from tootlake.pipelines.drill import Drill, drill_settings, report_json
 
 
 @pytest.mark.integration
@@ -22,6 +22,11 @@ def test_drill_every_post_synced_exactly_once(settings, kafka_bootstrap, postgre
     drill_conf = drill_settings(settings, tmp_path / "drill", unique_name)
     drill = Drill(drill_conf, log=log, rate=5.0, outage_s=30.0)
     report = drill.run()
+    # The figures outlive pytest's captured output: var/test/log/drill-report.json (and the summary).
+    out = settings.path(settings.log_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "drill-report.json").write_text(report_json(report) + "\n")
+    (out / "drill-summary.txt").write_text(report.summary() + "\n")
     assert report.passed, report.summary()
     assert report.expected_posts > 900 and report.rawposts == report.expected_posts - report.quarantined
     assert report.bronze_rows >= report.produced_events  # the killed producer replays: duplicates in bronze
