@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     train.add_argument("--minutes", type=float, default=55.0, help="threat: time budget, minutes")
     train.add_argument("--epochs", type=float, default=2.0, help="threat: epochs planned (default 2)")
     train.add_argument("--seed", type=int, default=13)
+    train.add_argument("--sentiment-per-epoch", type=int, default=16000,
+                       help="threat: TweetEval sentiment examples mixed into each epoch (auxiliary head; "
+                            "default 16000 of 45,603)")
     train.add_argument("--no-compare-fp32", dest="compare_fp32", action="store_false",
                        help="threat: skip scoring the fp32 export on val (saves a few minutes)")
     train.add_argument("--resume", action="store_true",
@@ -141,7 +144,7 @@ def _train_threat(args: argparse.Namespace, data_dir: Path, out: Path, work: Pat
     from tootlake.models.threat import train as threat_train
 
     threat_train.train(data_dir, work, epochs=args.epochs, max_minutes=args.minutes, seed=args.seed,
-                       resume=args.resume)
+                       resume=args.resume, sentiment_per_epoch=args.sentiment_per_epoch)
     threat_train.export(work, out)
     report = validation_report_threat(data_dir, out, work, compare_fp32=args.compare_fp32)
     if args.with_baseline:
