@@ -57,6 +57,22 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def mean_pool(hidden, attention_mask):
+    """Mean of the token vectors over real (unpadded) tokens: the sentence embedding."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def encoder_tokenizer(enc_dir: Path, max_length: int):
+    """The encoder's tokenizer without padding (batches pad themselves), truncated to `max_length`."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(enc_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length)
+    return tokenizer
+
+
 def build_model(torch, enc_dir: Path, n_labels: int = 3, n_sentiment: int = 3):
     from transformers import AutoModel
 
@@ -75,8 +91,7 @@ def build_model(torch, enc_dir: Path, n_labels: int = 3, n_sentiment: int = 3):
 
         def heads(self, input_ids, attention_mask):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = mean_pool(hidden, attention_mask)
             dropped = self.dropout(pooled)
             return self.head(dropped), self.sentiment_head(dropped), pooled
 
@@ -127,17 +142,16 @@ def pad(torch, encodings: list[list[int]]):
     return ids, mask
 
 
-def predict(torch, model, encodings: list[list[int]], batch_size: int = 64) -> np.ndarray:
-    model.eval()
+def by_length(torch, encodings: list[list[int]], width: int, batch_size: int, fn) -> np.ndarray:
+    """[n, width] float32: `fn(ids, mask)` over batches of similar length (less padding); rows in input
+    order."""
     order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
-    probs = np.zeros((len(encodings), 3), dtype=np.float32)
+    out = np.zeros((len(encodings), width), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            ids, mask = pad(torch, [encodings[i] for i in idx])
-            probs[idx] = torch.softmax(model(ids, mask), dim=-1).numpy()
-    model.train()
-    return probs
+            out[idx] = fn(*pad(torch, [encodings[i] for i in idx])).numpy()
+    return out
 
 
 def load_sentiment_train(data_dir: Path) -> Labelled:
@@ -152,7 +166,6 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
           sentiment_weight: float = 1.0, resume: bool = False) -> dict:
     """Fine-tune within the time budget; save the weights (`best.pt`) and `tuning.json` into `work_dir`."""
     import torch
-    from tokenizers import Tokenizer
 
     started = time.time()
     random.seed(seed)
@@ -161,9 +174,7 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
     torch.set_num_threads(threads)
     work_dir.mkdir(parents=True, exist_ok=True)
     enc_dir = encoder_dir()
-    tokenizer = Tokenizer.from_file(str(enc_dir / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer = encoder_tokenizer(enc_dir, max_length)
 
     def encode(texts: list[str]) -> list[list[int]]:
         return [e.ids for e in tokenizer.encode_batch([normalise(t) for t in texts])]
@@ -384,42 +395,28 @@ def frozen_baseline(data_dir: Path, *, max_length: int = 64, threads: int = 2, s
     train split with its own labels, balanced class weights), scored on its validation split."""
     import torch
     from sklearn.linear_model import LogisticRegression
-    from tokenizers import Tokenizer
     from transformers import AutoModel
 
-    from tootlake.models.metrics import classification_metrics
+    from tootlake.models.metrics import FORMAT_CLASSES, classification_metrics
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     enc_dir = encoder_dir()
-    tokenizer = Tokenizer.from_file(str(enc_dir / "tokenizer.json"))
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer = encoder_tokenizer(enc_dir, max_length)
     encoder = AutoModel.from_pretrained(str(enc_dir)).eval()
 
     def embed(texts: list[str]) -> np.ndarray:
         encodings = [e.ids for e in tokenizer.encode_batch([normalise(t) for t in texts])]
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
-        out = np.zeros((len(encodings), encoder.config.hidden_size), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(order), 128):
-                idx = order[start : start + 128]
-                ids, mask = pad(torch, [encodings[i] for i in idx])
-                hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-                weights = mask.unsqueeze(-1).to(hidden.dtype)
-                out[idx] = ((hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)).numpy()
-        return out
+        return by_length(torch, encodings, encoder.config.hidden_size, 128, lambda ids, mask: mean_pool(
+            encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask))
 
-    label_names = {"tweeteval-hate": ["not-hate", "hate"],
-                   "tweeteval-offensive": ["not-offensive", "offensive"],
-                   "davidson": ["hate", "offensive", "neither"]}
     report: dict = {}
-    for name, names in label_names.items():
+    for name in ALLOWED:
         t0 = time.time()
         train_set, val_set = load_split(data_dir, name, "train"), load_split(data_dir, name, "val")
         clf = LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced", random_state=seed)
         clf.fit(embed(train_set.texts), np.asarray(train_set.labels))
         pred = clf.predict(embed(val_set.texts))
-        report[name] = classification_metrics(np.asarray(val_set.labels), pred, names)
+        report[name] = classification_metrics(np.asarray(val_set.labels), pred, FORMAT_CLASSES[name])
         log(f"frozen baseline {name}: val macro-F1 {report[name]['macro_f1']:.4f} ({time.time() - t0:.0f} s)")
     return report
