@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from tootlake.models.sentiment import uses_encoder
+from tootlake.pipelines.isolation import bisect, error_text, is_record_level
 from tootlake.pipelines.settings import Settings
 from tootlake.pipelines.streaming import AVAILABLE_NOW, apply_trigger, run_query
 from tootlake.silver.parse import parse_records
@@ -38,7 +39,7 @@ from tootlake.silver.posts import (
     post_versions,
     to_posts_rows,
 )
-from tootlake.silver.quarantine import quarantine, with_rule_failures
+from tootlake.silver.quarantine import PROCESSING_ERROR, quarantine, with_rule_failures
 from tootlake.silver.schema import POSTS_SCHEMA, QUARANTINE_SCHEMA
 from tootlake.silver.scoring import Scorer, apply_scoring, score_threat
 from tootlake.silver.timestamps import spark_literal
@@ -110,6 +111,7 @@ class SilverStats:
     inserted: int = 0
     updated: int = 0
     scored: int = 0
+    isolated: int = 0  # poison records found by bisecting a failed batch (also counted in quarantined)
     seconds: float = 0.0
     per_batch: list[dict] = field(default_factory=list)
 
@@ -125,9 +127,68 @@ class SilverBatchWriter:
     stats: SilverStats = field(default_factory=SilverStats)
     dq: Any = None  # a tootlake.pipelines.dq.Guard: rules counted per batch, fail stops before the writes
     dq_error: BaseException | None = None  # kept so run_silver raises it, not Spark's wrapped copy
+    use_txn: bool = True  # Delta txn ids on the quarantine append (off for the parts of an isolated batch)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        write_silver_batch(self, batch, batch_id)
+        try:
+            write_silver_batch(self, batch, batch_id)
+        except Exception as exc:
+            if self.dq_error is not None or not is_record_level(exc):
+                raise  # a fail rule, or the machine's fault: retried by the supervisor, never quarantined
+            isolate_poison(self, batch, batch_id, exc)
+
+
+def isolate_poison(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, error: BaseException) -> None:
+    """The batch failed on something record-level: bisect it, commit every record that goes through
+    (idempotent writes, so parts may be re-attempted), quarantine the poison with the error text."""
+    spark = batch.sparkSession
+    batch = batch.persist()
+    try:
+        positions = sorted(tuple(r) for r in batch.select("partition", "offset").collect())
+        print(f"[silver] batch {batch_id} failed on a record-level error; isolating it among "
+              f"{len(positions)} records: {error_text(error)}", flush=True)
+        part_ctx = replace(ctx, dq=None, stats=SilverStats(), use_txn=False)
+
+        def attempt(part) -> None:
+            wanted = spark.createDataFrame(list(part), "partition int, offset long")
+            part_batch = batch.join(F.broadcast(wanted), ["partition", "offset"], "left_semi")
+            write_silver_batch(part_ctx, part_batch, batch_id)
+
+        poisoned = bisect(positions, attempt, failed_with=error)
+        errors = {position: error_text(exc) for position, exc in poisoned}
+        reasons = spark.createDataFrame([(p, o, r) for (p, o), r in errors.items()],
+                                        "partition int, offset long, reason string")
+        rows = batch.join(F.broadcast(reasons), ["partition", "offset"]).select(
+            F.make_valid_utf8("key").alias("key"),
+            F.make_valid_utf8("value").alias("value"),
+            F.array(F.lit(PROCESSING_ERROR)).alias("rules"),
+            "reason",
+            F.col("partition").alias("bronze_partition"),
+            F.col("offset").alias("bronze_offset"),
+            spark_literal(ctx.clock()).alias("quarantined_at"),
+        )
+        append_quarantine(spark, str(ctx.settings.table_path(QUARANTINE_TABLE)), rows)
+    finally:
+        batch.unpersist()
+    for name in ("bronze_rows", "quarantined", "merged", "inserted", "updated", "scored"):
+        setattr(ctx.stats, name, getattr(ctx.stats, name) + getattr(part_ctx.stats, name))
+    ctx.stats.batches += 1
+    ctx.stats.quarantined += len(poisoned)
+    ctx.stats.isolated += len(poisoned)
+    print(f"[silver] batch {batch_id}: isolated {len(poisoned)} poison record(s) into the quarantine "
+          f"(rule {PROCESSING_ERROR}); {len(positions) - len(poisoned)} records went through", flush=True)
+
+
+def append_quarantine(spark: SparkSession, path: str, rows: DataFrame, txn: tuple[str, int] | None = None
+                      ) -> None:
+    """Append to silver/posts_quarantine, skipping records it already has (same bronze position and
+    bytes): a re-read of bronze from a fresh checkpoint, or a re-attempted part of a batch, is a no-op."""
+    known = spark.read.format("delta").load(path).select("bronze_partition", "bronze_offset", "value")
+    writer = (rows.join(known, on=["bronze_partition", "bronze_offset", "value"], how="left_anti")
+              .write.format("delta").mode("append"))
+    if txn is not None:
+        writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+    writer.save(path)
 
 
 def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) -> None:
@@ -154,17 +215,11 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
         else:
             totals = judged.agg(*counts).first()
         bronze_rows, quarantined = int(totals["n"]), int(totals["bad"])
-        quarantine_path = str(settings.table_path(QUARANTINE_TABLE))
-        # Records already quarantined (same bronze position, same bytes) are not added again: a re-read
-        # of bronze from a fresh checkpoint stays a no-op. Within one checkpoint the txn id covers it.
-        known = (spark.read.format("delta").load(quarantine_path)
-                 .select("bronze_partition", "bronze_offset", "value"))
-        rejected = quarantine(judged, spark_literal(now)).join(
-            known, on=["bronze_partition", "bronze_offset", "value"], how="left_anti"
-        )
-        (rejected.write.format("delta").mode("append")
-         .option("txnAppId", ctx.txn_app_id).option("txnVersion", batch_id)
-         .save(quarantine_path))
+        # Within one checkpoint the txn id makes a replayed batch a no-op (parts of an isolated batch
+        # write without it: they share the batch id).
+        append_quarantine(spark, str(settings.table_path(QUARANTINE_TABLE)),
+                          quarantine(judged, spark_literal(now)),
+                          (ctx.txn_app_id, batch_id) if ctx.use_txn else None)
 
         posts_path = str(settings.table_path(POSTS_TABLE))
         current = spark.read.format("delta").load(posts_path)
@@ -333,6 +388,7 @@ def run_silver(
         "inserted": stats.inserted,
         "updated": stats.updated,
         "scored": stats.scored,
+        "isolated": stats.isolated,
         "elapsed_s": round(report.elapsed_s, 1),
         "stopped_by_signal": report.stopped_by_signal,
         "threat_model_version": getattr(scorer, "threat_model_version", None),

@@ -86,15 +86,18 @@ def _variant_type(variant: Column) -> Column:
 
 def parse_records(bronze: DataFrame) -> DataFrame:
     """One row per bronze record: raw record + envelope + status fields (ids/timestamps as text)."""
-    envelope = F.from_json("value", ENVELOPE_SCHEMA, _JSON_OPTIONS)
+    # Kafka bytes become text without validation: a record that is not UTF-8 is judged, never parsed.
+    utf8 = F.coalesce(F.is_valid_utf8("key"), F.lit(True)) & F.coalesce(F.is_valid_utf8("value"), F.lit(True))
+    value = F.when(utf8, F.col("value"))
     df = bronze.select(
         "key",
         "value",
+        utf8.alias("is_valid_utf8"),
         F.col("partition").alias("bronze_partition"),
         F.col("offset").alias("bronze_offset"),
         "ingested_at",
-        F.try_parse_json("value").alias("_value_variant"),
-        envelope.alias("env"),
+        F.try_parse_json(value).alias("_value_variant"),
+        F.from_json(value, ENVELOPE_SCHEMA, _JSON_OPTIONS).alias("env"),
     )
     # Mastodon.py 2.x `Entity.to_json()` wraps the status: {"_mastopy_type":..., "_mastopy_data": {...}}.
     status_json = F.coalesce(F.get_json_object("env.status", "$._mastopy_data"), F.col("env.status"))
@@ -104,6 +107,7 @@ def parse_records(bronze: DataFrame) -> DataFrame:
     return df.select(
         "key",
         "value",
+        "is_valid_utf8",
         "bronze_partition",
         "bronze_offset",
         "ingested_at",
@@ -113,6 +117,7 @@ def parse_records(bronze: DataFrame) -> DataFrame:
         F.col("env.schema_version").alias("schema_version"),
         F.col("env.event").alias("event"),
         F.lower(F.trim("env.instance")).alias("instance"),
+        F.col("env.fetched_at").alias("fetched_at_raw"),
         utc_timestamp(F.col("env.fetched_at")).alias("fetched_at"),
         F.col("_status_variant").isNotNull().alias("status_is_json"),
         _variant_type(F.col("_status_variant")).alias("status_type"),

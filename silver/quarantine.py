@@ -7,14 +7,16 @@ the failed records for `silver/posts_quarantine`: one row per rejected bronze re
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tootlake.silver.schema import QUARANTINE_SCHEMA
+from tootlake.silver.schema import QUARANTINE_SCHEMA, TARGET_LIMITS
 from tootlake.silver.timestamps import MASTODON_EPOCH, spark_literal, utc_timestamp
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -49,6 +51,18 @@ def _bad_id_type(type_col: Column) -> Column:
     return type_col.isNotNull() & ~type_col.rlike(_ID_TYPES)
 
 
+def _too_long(df: DataFrame) -> Column:
+    over = [
+        F.coalesce((F.length(df[name]) > chars) | (F.octet_length(df[name]) > octets), F.lit(False))
+        for name, (chars, octets) in TARGET_LIMITS.items()
+    ]
+    return reduce(operator.or_, over)
+
+
+def _outside(col: Column, earliest: Column, latest: Column) -> Column:
+    return F.coalesce((col < earliest) | (col > latest), F.lit(False))
+
+
 def rules(now: datetime, max_content_chars: int, future_tolerance: timedelta) -> list[Rule]:
     """The rules, in the order they are reported. `now` is passed in: the transform holds no clock."""
     latest = spark_literal(now + future_tolerance)
@@ -56,6 +70,9 @@ def rules(now: datetime, max_content_chars: int, future_tolerance: timedelta) ->
     valid = lambda df: df["is_valid_json"] & df["value_type"].startswith("OBJECT")  # noqa: E731
     status = lambda df: valid(df) & _is_status_event(df)  # noqa: E731
     return [
+        Rule("invalid_utf8", lambda df: ~df["is_valid_utf8"],
+             "the Kafka key or value is not valid UTF-8 (the quarantined copy shows U+FFFD for the bad "
+             "bytes; bronze keeps them as received)"),
         Rule("invalid_json", lambda df: ~F.coalesce(valid(df), F.lit(False)),
              "the Kafka value is not a JSON object"),
         Rule("unknown_schema_version",
@@ -86,8 +103,13 @@ def rules(now: datetime, max_content_chars: int, future_tolerance: timedelta) ->
              lambda df: status(df) & (
                  (~_blank(df["created_at_raw"]) & df["created_at"].isNull())
                  | (~_blank(df["edited_at_raw"]) & df["edited_at"].isNull())
-             ),
-             "created_at or edited_at is not a timestamp in any known form"),
+             ) | (valid(df) & ~_blank(df["fetched_at_raw"]) & df["fetched_at"].isNull()),
+             "created_at, edited_at or fetched_at is not a timestamp in any known form (or is outside "
+             "years 1-9999)"),
+        Rule("field_too_long", lambda df: valid(df) & _too_long(df),
+             "a field is longer than its column in the sync targets allows: "
+             + ", ".join(f"{name} {chars} chars/{octets} bytes" for name, (chars, octets)
+                         in TARGET_LIMITS.items())),
         Rule("oversized_content",
              lambda df: status(df) & F.coalesce(F.length("content_html") > max_content_chars, F.lit(False)),
              f"status.content is longer than {max_content_chars} characters"),
@@ -97,10 +119,20 @@ def rules(now: datetime, max_content_chars: int, future_tolerance: timedelta) ->
         Rule("created_at_before_mastodon",
              lambda df: status(df) & F.coalesce(df["created_at"] < earliest, F.lit(False)),
              f"created_at is before Mastodon existed ({MASTODON_EPOCH.date()})"),
+        # A far-future edit would become the row's version and make every later genuine edit lose.
+        Rule("edited_at_out_of_range",
+             lambda df: status(df) & _outside(df["edited_at"], earliest, latest),
+             f"edited_at is before Mastodon existed or more than {future_tolerance} after processing"),
+        # fetched_at orders versions and dates deletes: it must be a real instant too.
+        Rule("fetched_at_out_of_range",
+             lambda df: valid(df) & _outside(df["fetched_at"], earliest, latest),
+             f"envelope fetched_at is before Mastodon existed or more than {future_tolerance} after "
+             "processing"),
     ]
 
 
 RULE_NAMES = (
+    "invalid_utf8",
     "invalid_json",
     "unknown_schema_version",
     "unknown_event",
@@ -109,10 +141,15 @@ RULE_NAMES = (
     "missing_created_at",
     "missing_account",
     "invalid_timestamp",
+    "field_too_long",
     "oversized_content",
     "created_at_in_future",
     "created_at_before_mastodon",
+    "edited_at_out_of_range",
+    "fetched_at_out_of_range",
 )
+# Not a rule of the judged frame: the silver job sets it on a record that made its micro-batch fail.
+PROCESSING_ERROR = "processing_error"
 
 
 def with_rule_failures(
@@ -147,11 +184,15 @@ def with_rule_failures(
 def quarantine(judged: DataFrame, quarantined_at: Column) -> DataFrame:
     """One row per rejected bronze record (QUARANTINE_SCHEMA): raw key/value, failed rules, lineage."""
     failed = judged.where(F.size("rules") > 0)
+    special = {
+        "quarantined_at": quarantined_at,
+        # readers of the quarantine (DuckDB, delta-rs, pandas) need valid UTF-8; bronze keeps the bytes
+        "key": F.make_valid_utf8("key"),
+        "value": F.make_valid_utf8("value"),
+    }
     return failed.select(
         *[
-            (quarantined_at if field.name == "quarantined_at" else F.col(field.name))
-            .cast(field.dataType)
-            .alias(field.name)
+            special.get(field.name, F.col(field.name)).cast(field.dataType).alias(field.name)
             for field in QUARANTINE_SCHEMA.fields
         ]
     )

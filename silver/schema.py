@@ -74,3 +74,20 @@ QUARANTINE_SCHEMA = StructType(
         StructField("quarantined_at", TimestampType(), False),
     ]
 )
+
+# Longest value (characters, UTF-8 bytes) each silver column may hold so that every sync target stores it
+# without truncation: Oracle's VARCHAR2(n CHAR) columns (sql/oracle/020_rawposts.sql) and PostgreSQL's
+# btree limit on the text primary key (~2,700 bytes) and varchar(32) visibility. A record over a limit is
+# quarantined by silver (rule `field_too_long`); the sync checks the same limits again before writing.
+TARGET_LIMITS: dict[str, tuple[int, int]] = {
+    "post_id": (1000, 2000),
+    "instance": (255, 1020),
+    "status_id": (64, 256),
+    "account_id": (64, 256),
+    "account_acct": (500, 2000),
+    "account_username": (255, 1020),
+    "account_display_name": (500, 2000),
+    "language": (35, 140),
+    "url": (1000, 4000),
+    "visibility": (32, 32),
+}

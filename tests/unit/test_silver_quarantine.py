@@ -94,9 +94,13 @@ def test_each_rule_fires_on_its_own_case(spark):
         "oversized_content": envelope(status(content="<p>" + "x" * 200 + "</p>")),
         "created_at_in_future": envelope(status(created_at="2027-01-01T00:00:00Z")),
         "created_at_before_mastodon": envelope(status(created_at="2016-03-15T23:59:59Z")),
+        "field_too_long": envelope(status(visibility="public" * 10)),
+        "edited_at_out_of_range": envelope(status(edited_at="2999-01-01T00:00:00Z"), event="status.update"),
+        "fetched_at_out_of_range": envelope(status(), fetched_at="2999-01-01T00:00:00Z"),
     }
     assert [r.name for r in rules(NOW, 100, timedelta(minutes=5))] == list(RULE_NAMES)
-    assert set(cases) == set(RULE_NAMES), "every rule needs a case here"
+    # invalid_utf8 needs bytes a Python str cannot hold: test_invalid_utf8_is_quarantined_readably
+    assert set(cases) | {"invalid_utf8"} == set(RULE_NAMES), "every rule needs a case here"
     got = rules_of(spark, cases, max_content_chars=100)
     assert got == {name: [name] for name in cases}
 
@@ -184,3 +188,61 @@ def test_quarantine_rows_have_the_contract_schema(spark):
 def test_future_is_relative_to_the_time_passed_in(spark, created_at):
     later = rules_of(spark, {"x": envelope(status(created_at=created_at))})
     assert later == {"x": ["created_at_in_future"]}
+
+
+def test_invalid_utf8_is_quarantined_readably(spark):
+    good = envelope(status())
+    df = bronze(spark, [good, good]).withColumn(
+        "value", F.when(F.col("offset") == 1, F.concat(F.lit(good[:-1]), F.unhex(F.lit("ff")).cast("string"),
+                                                      F.lit("}"))).otherwise(F.col("value")))
+    judged = with_rule_failures(parse_records(df), NOW)
+    assert [list(r.rules) for r in judged.orderBy("bronze_offset").select("rules").collect()] == [
+        [], ["invalid_utf8", "invalid_json"]]
+    rows = quarantine(judged, F.lit(datetime(2026, 1, 1)).cast("timestamp")).collect()
+    assert len(rows) == 1 and "\ufffd" in rows[0].value  # readable by Python, DuckDB, delta-rs
+
+
+@pytest.mark.parametrize("field,value,rule", [
+    # every one of these made the whole micro-batch fail (CAST_OVERFLOW) or crashed sync (year > 9999)
+    ("created_at", "1697740197123456", "invalid_timestamp"),
+    ("created_at", 1697740197123456, "invalid_timestamp"),
+    ("created_at", "-9999999999999999", "invalid_timestamp"),
+    ("created_at", "+10000-01-01T00:00:00Z", "invalid_timestamp"),
+    ("created_at", "9999999999999999.5", "invalid_timestamp"),
+    ("edited_at", "1697740197123456", "invalid_timestamp"),
+    ("edited_at", "+99999-01-01T00:00:00Z", "invalid_timestamp"),
+    ("fetched_at", "1697740197123456", "invalid_timestamp"),
+    ("fetched_at", 99999999999999999999, "invalid_timestamp"),
+])
+def test_overflowing_timestamps_are_quarantined_not_fatal(spark, field, value, rule):
+    if field == "fetched_at":
+        value_json = envelope(status(), fetched_at=value)
+    else:
+        value_json = envelope(status(**{field: value}), event="status.update")
+    rows = judge(spark, [value_json, envelope(status())]).orderBy("bronze_offset").collect()
+    assert list(rows[0].rules) == [rule]
+    assert list(rows[1].rules) == []
+
+
+def test_a_far_future_edit_is_not_a_version(spark):
+    got = rules_of(spark, {"x": envelope(status(edited_at="2100-01-01T00:00:00Z"), event="status.update"),
+                           "ok": envelope(status(edited_at="2026-11-23T13:59:00Z"), event="status.update")})
+    assert got == {"x": ["edited_at_out_of_range"], "ok": []}
+
+
+@pytest.mark.parametrize("field", ["status_id", "instance", "visibility", "language", "url", "key"])
+def test_values_longer_than_a_sync_column_are_quarantined(spark, field):
+    long_value = "é" * 1001
+    if field == "key":
+        df = judge_with_key(spark, long_value)
+    elif field == "status_id":
+        df = judge(spark, [envelope(status(id="9" * 65))])
+    elif field == "instance":
+        df = judge(spark, [envelope(status(), instance=long_value)])
+    else:
+        df = judge(spark, [envelope(status(**{field: long_value}))])
+    assert "field_too_long" in df.first().rules
+
+
+def judge_with_key(spark, key):
+    return with_rule_failures(parse_records(bronze(spark, [envelope(status())], key=key)), NOW)
