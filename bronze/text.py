@@ -7,6 +7,7 @@ Pure functions (no I/O, no pyspark): the producer uses them for filters and silv
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from html.parser import HTMLParser
 
@@ -20,6 +21,24 @@ _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 # Mastodon's own rule, simplified: `#` not preceded by a word char, `/`, `&` or `#` (URL fragments,
 # entities), followed by word chars of which at least one is not a digit ("#2023" is not a hashtag).
 _HASHTAG = re.compile(r"(?<![\w/&#])#(\w*[^\W\d]\w*)")
+
+
+# Mastodon's HashtagNormalizer (app/lib/hashtag_normalizer.rb): NFKC, lower case, its ASCIIFolding table
+# (Latin letters with diacritics -> base letter; other scripts untouched), then only word characters
+# (letters, digits, marks, `_`, `·`, ZWNJ) kept. The API's `tags[].name` is already in this form.
+_FOLD_FROM = ("ÀÁÂÃÄÅàáâãäåĀāĂăĄąÇçĆćĈĉĊċČčÐðĎďĐđÈÉÊËèéêëĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĦħÌÍÎÏìíîïĨĩĪīĬĭĮįİıĴĵĶķĸĹĺ"
+              "ĻļĽľĿŀŁłÑñŃńŅņŇňŉŊŋÒÓÔÕÖØòóôõöøŌōŎŏŐőŔŕŖŗŘřŚśŜŝŞşŠšſŢţŤťŦŧÙÚÛÜùúûüŨũŪūŬŭŮůŰűŲųŴŵÝýÿŶŷŸŹźŻżŽž")
+_FOLD_TO = ("AAAAAAaaaaaaAaAaAaCcCcCcCcCcDdDdDdEEEEeeeeEeEeEeEeEeGgGgGgGgHhHhIIIIiiiiIiIiIiIiIiJjKkkLl"
+            "LlLlLlLlNnNnNnNnnNnOOOOOOooooooOoOoOoRrRrRrSsSsSsSssTtTtTtUUUUuuuuUuUuUuUuUuUuWwYyyYyYZzZzZz")
+_ASCII_FOLDING = str.maketrans(_FOLD_FROM, _FOLD_TO)
+_HASHTAG_INVALID = re.compile(r"[^\w\u00b7\u200c]")
+
+
+def normalize_hashtag(name: str) -> str:
+    """A hashtag name the way Mastodon stores it (`Böllfokus` -> `bollfokus`, `ＣＡＴ` -> `cat`); "" if
+    nothing is left. One rule for the API's `tags` and for tags found in the text."""
+    folded = unicodedata.normalize("NFKC", name).lower().translate(_ASCII_FOLDING)
+    return _HASHTAG_INVALID.sub("", folded)
 
 
 class _TextExtractor(HTMLParser):
@@ -113,18 +132,20 @@ def html_to_text(html: str | None) -> str:
 
 
 def hashtags(tags: Iterable[object] | None = None, text: str | None = None) -> list[str]:
-    """Lower-cased, de-duplicated hashtags (without `#`), in order of first appearance.
+    """Normalised (`normalize_hashtag`), de-duplicated hashtags (without `#`), in order of first appearance.
 
     `tags` is the status' `tags` field (a list of `{"name": ..., "url": ...}` objects, or plain names);
     `text` is plain text (see `html_to_text`) scanned for `#tag` words. Either or both may be given:
-    the `tags` field is authoritative, the text scan catches tags a client did not list.
+    the `tags` field is authoritative, the text scan catches tags a client did not list. Both go through
+    the same normalisation, so `#Böllfokus` in the text and `bollfokus` in `tags` are one hashtag.
     """
     seen: dict[str, None] = {}
-    for tag in tags or ():
-        name = tag.get("name") if isinstance(tag, dict) else tag
-        if isinstance(name, str) and name.strip().lstrip("#"):
-            seen.setdefault(name.strip().lstrip("#").lower(), None)
+    names = [tag.get("name") if isinstance(tag, dict) else tag for tag in tags or ()]
     if text:
-        for match in _HASHTAG.finditer(text):
-            seen.setdefault(match.group(1).lower(), None)
+        names += [match.group(1) for match in _HASHTAG.finditer(text)]
+    for name in names:
+        if isinstance(name, str):
+            normalized = normalize_hashtag(name.strip().lstrip("#"))
+            if normalized:
+                seen.setdefault(normalized, None)
     return list(seen)
