@@ -9,7 +9,10 @@ own process, so each Spark stage is its own JVM whose driver memory is RUN_DRIVE
 - on SIGTERM / Ctrl-C sends SIGTERM to every stage (they stop between micro-batches), waits up to
   RUN_STOP_TIMEOUT_S, then SIGKILLs what is left (the stage's whole process group: its JVM too);
 - keeps a small JSON state file (`<state>/run.json`) that `tootlake status` reads: per-stage state, pid,
-  restarts, last exit, and the peak RSS of the process tree.
+  restarts, last exit, and the peak RSS of the process tree;
+- hands the stages its settings as environment variables, except the secrets (passwords, tokens, DSNs):
+  those go into a file only this user can read, `<state>/secrets/<pid>-<random>.json`, whose path the
+  stages get in TOOTLAKE_SECRETS_FILE (`load_settings()` reads it); removed when the supervisor ends.
 
 `--once` runs the batch form instead: bronze, silver, gold, gold stream and sync with available-now
 triggers, one after another, and exits non-zero when any stage failed (for cron / systemd timers).
@@ -32,7 +35,7 @@ from typing import Any
 
 from pydantic_settings import NoDecode
 
-from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, write_secrets_file
 
 Log = Callable[[str], None]
 STATE_FILE = "run.json"
@@ -100,15 +103,15 @@ def once_stages(python: str = sys.executable) -> list[Stage]:
 
 # --- settings -> child environment ---------------------------------------------------------------------
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as environment variables, so every stage sees exactly the supervisor's settings
-    (also when they came from keyword overrides, as in the drill)."""
+    """The settings that are not secrets as environment variables, so every stage sees exactly the
+    supervisor's settings (also when they came from keyword overrides, as in the drill). The secrets go
+    through a file instead: see `child_env`."""
     env: dict[str, str] = {}
+    secret = set(type(settings).secret_names())
     for name, info in type(settings).model_fields.items():
         value = getattr(settings, name)
-        if value is None:
+        if value is None or name in secret:
             continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
         if isinstance(value, (list, dict)):
             # CSV for the comma-separated settings (NoDecode), JSON (pydantic-settings' default) otherwise
             csv = isinstance(value, list) and any(m is NoDecode or isinstance(m, NoDecode)
@@ -121,7 +124,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def child_env(settings: Settings, continuous: bool = False) -> dict[str, str]:
-    env = {**os.environ, **settings_env(settings)}
+    """The environment of a stage: ours without any secret, plus `settings_env`, plus TOOTLAKE_SECRETS_FILE
+    naming a new 0600 file with the secret settings (see `write_secrets_file`; whoever runs the stages
+    removes it with `remove_secrets_file` when they are done)."""
+    drop = {name.upper() for name in type(settings).secret_names()} | {SECRETS_FILE_ENV}
+    env = {name: value for name, value in os.environ.items() if name.upper() not in drop}
+    env.update(settings_env(settings))
+    secrets_file = write_secrets_file(settings)
+    if secrets_file is not None:
+        env[SECRETS_FILE_ENV] = str(secrets_file)
     env["SPARK_DRIVER_MEMORY"] = settings.run_driver_memory  # one JVM per stage: bound each
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the stage log as they happen
     if continuous and "dq_gx_enabled" in type(settings).model_fields:
@@ -130,6 +141,12 @@ def child_env(settings: Settings, continuous: bool = False) -> dict[str, str]:
         # `tootlake dq check` for the suites.
         env["DQ_GX_ENABLED"] = "false"
     return env
+
+
+def remove_secrets_file(env: dict[str, str]) -> None:
+    """Delete the secrets file `child_env` wrote for `env`, if any."""
+    if SECRETS_FILE_ENV in env:
+        Path(env[SECRETS_FILE_ENV]).unlink(missing_ok=True)
 
 
 # --- process tree memory -------------------------------------------------------------------------------
@@ -252,6 +269,7 @@ class Supervisor:
         self.settings = settings
         self.stages = stages
         self.log = log
+        self.own_env = env is None  # then the secrets file is ours to remove at the end
         self.env = env if env is not None else child_env(settings, continuous=True)
         self.log_dir = stage_log_dir(settings)
         self.state_file = state_path(settings)
@@ -413,6 +431,8 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.own_env:
+                remove_secrets_file(self.env)
         return 0
 
 
@@ -420,6 +440,7 @@ def run_once(settings: Settings, log: Log = print, stages: list[Stage] | None = 
              env: dict[str, str] | None = None) -> int:
     """Each stage once (available-now), in order; 1 when any stage failed (the others still run)."""
     stages = stages if stages is not None else once_stages()
+    own_env = env is None
     env = env if env is not None else child_env(settings)
     log_dir = stage_log_dir(settings)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -460,6 +481,8 @@ def run_once(settings: Settings, log: Log = print, stages: list[Stage] | None = 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if own_env:
+            remove_secrets_file(env)
     if failed:
         log(f"[run --once] failed stage(s): {', '.join(failed)}")
         return 1

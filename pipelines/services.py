@@ -12,27 +12,37 @@ Files (relative to the project, from settings):
   package creates, because initdb refuses root; if that user cannot traverse the project's state folder
   (e.g. a checkout under /root with mode 700), the data directory moves to
   `/var/tmp/tootlake-postgres-<hash of the state path>/` instead (see `postgres_data_dir`).
+  Every login needs the password (scram-sha-256, TCP on 127.0.0.1 and the local socket): initdb gets a
+  generated one, which clients find in `<state>/postgres.pgpass` (libpq password file, mode 0600, owned by
+  whoever ran `services up`; `Settings.postgres_conninfo` names it). A cluster made by an older tootlake
+  with `trust` auth is switched over in place by `services up` (new password, pg_hba.conf rewritten,
+  reloaded: data kept); a lost password file gets a new password the same way (see `_secure_postgres`).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
+import hmac
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.settings import Settings, conninfo, pgpass_line, write_private_file
 
 log = logging.getLogger(__name__)
 
@@ -428,14 +438,16 @@ def _pg_user() -> pwd.struct_passwd | None:
         ) from None
 
 
-def _pg_run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _pg_run(args: list[str], cwd: Path, check: bool = True,
+            stdin_text: str | None = None) -> subprocess.CompletedProcess[str]:
     binary = PG_BIN / args[0]
     if not binary.exists():
         raise ServiceError(f"{binary} not found: run `make setup` (installs postgresql-15)")
     cmd = [str(binary), *args[1:]]
     if _pg_user() is not None:
         cmd = ["runuser", "-u", PG_SYSTEM_USER, "--", *cmd]
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, stdin=subprocess.DEVNULL)
+    stdin = {"input": stdin_text} if stdin_text is not None else {"stdin": subprocess.DEVNULL}
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, **stdin)
     if check and result.returncode != 0:
         raise ServiceError(f"`{' '.join(args[:2])}` failed (exit {result.returncode}):\n"
                            f"{result.stdout}{result.stderr}".rstrip())
@@ -448,11 +460,11 @@ def _chown_to_pg(path: Path) -> None:
         os.chown(path, user.pw_uid, user.pw_gid)
 
 
-def postgres_answers(conninfo: str, timeout: int = 5) -> bool:
+def postgres_answers(dsn: str, timeout: int = 5) -> bool:
     import psycopg2
 
     try:
-        with contextlib.closing(psycopg2.connect(conninfo, connect_timeout=timeout)) as conn:
+        with contextlib.closing(psycopg2.connect(dsn, connect_timeout=timeout)) as conn:
             conn.cursor().execute("select 1")
     except psycopg2.Error:
         return False
@@ -489,42 +501,32 @@ def _socket_dir(data_dir: Path) -> str:
 
 
 def start_postgres(settings: Settings, timeout: int = 60) -> ServiceStatus:
-    """Start the private cluster (initdb on first use) or check the external one; create the database."""
+    """Start the private cluster (initdb on first use) or check the external one; create the database.
+
+    Also makes sure every login needs the password (see `_secure_postgres`)."""
     if not settings.uses_embedded_postgres:
         if not postgres_answers(settings.postgres_conninfo(), timeout=10):
             raise ServiceError("the external PostgreSQL at POSTGRES_DSN does not answer; check it is up, "
                                "or unset POSTGRES_DSN to use the embedded cluster")
         return postgres_status(settings)
     t0 = time.monotonic()
-    current = postgres_status(settings)
-    data_dir = postgres_data_dir(settings)
-    if current.running:
-        log.info("postgres: already running (pid %s) on %s", current.pid, current.address)
-    else:
-        if _port_open(settings.postgres_port):
-            raise _busy_port_error(settings.postgres_port, "POSTGRES_PORT")
-        if not (data_dir / "PG_VERSION").exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            data_dir.chmod(0o700)
-            _chown_to_pg(data_dir)
-            log.info("postgres: initdb %s", data_dir)
-            _pg_run(["initdb", "-D", str(data_dir), "-A", "trust", "-U", settings.postgres_user,
-                     "-E", "UTF8", "--locale=C.UTF-8"], cwd=data_dir)
-        log_file = postgres_log_file(settings)
-        if not log_file.parent.exists():
-            log_file.parent.mkdir(parents=True)
-            if log_file.parent.parent == data_dir:
-                _chown_to_pg(log_file.parent)
-        log_file.touch()
-        _chown_to_pg(log_file)  # pg_ctl opens it as the server's user
-        opts = (f"-p {settings.postgres_port} -k '{_socket_dir(data_dir)}' "
-                "-c listen_addresses=127.0.0.1")
-        result = _pg_run(["pg_ctl", "-D", str(data_dir), "-o", opts, "-l", str(log_file), "-w",
-                          "-t", str(timeout), "start"], cwd=data_dir, check=False)
-        if result.returncode != 0:
-            raise ServiceError(f"PostgreSQL did not start (pg_ctl exit {result.returncode}): "
-                               f"{result.stderr.strip()}\nlast lines of {log_file}:\n{_tail(log_file)}")
-    _ensure_database(settings)
+    with _postgres_lock(settings):  # two `up`s at once (parallel test sessions) must not both migrate
+        current = postgres_status(settings)
+        data_dir = postgres_data_dir(settings)
+        if current.running:
+            log.info("postgres: already running (pid %s) on %s", current.pid, current.address)
+            if _secure_postgres(settings, data_dir, running=True):  # it stopped the server to do so
+                current = postgres_status(settings)
+        else:
+            if _port_open(settings.postgres_port):
+                raise _busy_port_error(settings.postgres_port, "POSTGRES_PORT")
+            if not (data_dir / "PG_VERSION").exists():
+                _initdb(settings, data_dir)
+            else:
+                _secure_postgres(settings, data_dir, running=False)
+        if not current.running:
+            _pg_ctl_start(settings, data_dir, timeout)
+        _ensure_database(settings)
     status = postgres_status(settings)
     if not current.running:
         log.info("postgres: up in %.1f s on %s (data %s, log %s)", time.monotonic() - t0, status.address,
@@ -532,12 +534,204 @@ def start_postgres(settings: Settings, timeout: int = 60) -> ServiceStatus:
     return status
 
 
+def _pg_ctl_start(settings: Settings, data_dir: Path, timeout: int) -> None:
+    log_file = postgres_log_file(settings)
+    if not log_file.parent.exists():
+        log_file.parent.mkdir(parents=True)
+        if log_file.parent.parent == data_dir:
+            _chown_to_pg(log_file.parent)
+    log_file.touch()
+    _chown_to_pg(log_file)  # pg_ctl opens it as the server's user
+    opts = (f"-p {settings.postgres_port} -k '{_socket_dir(data_dir)}' "
+            "-c listen_addresses=127.0.0.1")
+    result = _pg_run(["pg_ctl", "-D", str(data_dir), "-o", opts, "-l", str(log_file), "-w",
+                      "-t", str(timeout), "start"], cwd=data_dir, check=False)
+    if result.returncode != 0:
+        raise ServiceError(f"PostgreSQL did not start (pg_ctl exit {result.returncode}): "
+                           f"{result.stderr.strip()}\nlast lines of {log_file}:\n{_tail(log_file)}")
+
+
+@contextlib.contextmanager
+def _postgres_lock(settings: Settings) -> Iterator[None]:
+    path = settings.path(settings.state_dir) / "postgres.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- PostgreSQL password authentication ----------------------------------------------------------------
+AUTH_METHOD = "scram-sha-256"
+PG_HBA = f"""\
+# Written by tootlake (pipelines/services.py): every login needs the password ({AUTH_METHOD}).
+# The password is in <state>/postgres.pgpass of the project that runs this cluster.
+# TYPE  DATABASE  USER  ADDRESS        METHOD
+local   all       all                  {AUTH_METHOD}
+host    all       all   127.0.0.1/32   {AUTH_METHOD}
+host    all       all   ::1/128        {AUTH_METHOD}
+"""
+
+
+def _new_password() -> str:
+    return secrets.token_urlsafe(32)  # 256 random bits, [A-Za-z0-9_-]: no quoting needed anywhere
+
+
+def _scram_verifier(password: str, iterations: int = 4096) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802 / 7677), computed here so that the
+    password itself never reaches the server, its logs or any statement text. `password` is ASCII (no
+    SASLprep needed)."""
+    salt = os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _alter_password_sql(settings: Settings, password: str) -> str:
+    role = '"' + settings.postgres_user.replace('"', '""') + '"'
+    return f"ALTER ROLE {role} PASSWORD '{_scram_verifier(password)}'"
+
+
+def _write_passfile(settings: Settings, password: str) -> None:
+    """`<state>/postgres.pgpass`: 0600, owned by us (the server's user never reads it)."""
+    write_private_file(settings.postgres_passfile, pgpass_line(password) + pgpass_line(password, "localhost"))
+
+
+def _hba_trusts(data_dir: Path) -> bool:
+    """True when pg_hba.conf lets anyone in without a password (`trust`, as tootlake once wrote it)."""
+    for line in (data_dir / "pg_hba.conf").read_text().splitlines():
+        if "trust" in line.split("#", 1)[0].split():
+            return True
+    return False
+
+
+def _write_hba(data_dir: Path) -> None:
+    # in place: the file keeps its owner (the server's user) and its mode
+    with open(data_dir / "pg_hba.conf", "w") as out:
+        out.write(PG_HBA)
+
+
+def _initdb(settings: Settings, data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    _chown_to_pg(data_dir)
+    password = _new_password()
+    _write_passfile(settings, password)
+    # initdb reads the password from a file, as the server's user: a private folder of that user next to
+    # the data directory (initdb wants the data directory itself empty), removed right after.
+    pw_dir = Path(tempfile.mkdtemp(prefix=".tootlake-initdb-", dir=data_dir.parent))
+    try:
+        pwfile = pw_dir / "pwfile"
+        write_private_file(pwfile, password + "\n")
+        _chown_to_pg(pwfile)
+        _chown_to_pg(pw_dir)
+        log.info("postgres: initdb %s (%s auth, password in %s)", data_dir, AUTH_METHOD,
+                 settings.postgres_passfile)
+        _pg_run(["initdb", "-D", str(data_dir), "-A", AUTH_METHOD, f"--pwfile={pwfile}",
+                 "-U", settings.postgres_user, "-E", "UTF8", "--locale=C.UTF-8"], cwd=data_dir)
+    finally:
+        shutil.rmtree(pw_dir, ignore_errors=True)
+
+
+def _secure_postgres(settings: Settings, data_dir: Path, running: bool) -> bool:
+    """Make an existing cluster ask every login for the password of its password file.
+
+    - `trust` in pg_hba.conf (a cluster of an older tootlake): a new password is set, pg_hba.conf is
+      rewritten and, when the server runs, reloaded in place (its sessions go on; the data is untouched);
+    - password file missing (deleted with the state folder while the data lives in /var/tmp, say): a new
+      password is set in single-user mode, the server being stopped for that when it runs.
+    Returns True when it stopped the running server (the caller starts it again).
+    """
+    trust = _hba_trusts(data_dir)
+    if not trust and settings.postgres_passfile.exists():
+        return False
+    password = _new_password()
+    if trust:
+        log.info("postgres: %s lets anyone log in without a password (trust auth, from an older tootlake): "
+                 "switching it to %s with a new password in %s; the data stays",
+                 data_dir, AUTH_METHOD, settings.postgres_passfile)
+    else:
+        log.info("postgres: the password file %s is missing: setting a new password for role %s",
+                 settings.postgres_passfile, settings.postgres_user)
+    stopped = False
+    if running and trust:
+        _set_password_online(settings, password)
+    else:
+        if running:
+            log.info("postgres: stopping the server to set the password")
+            stop_postgres(settings)
+            stopped = True
+        _set_password_single_user(settings, data_dir, password)
+    _write_passfile(settings, password)
+    if trust:
+        _write_hba(data_dir)
+        if running and not stopped:
+            _pg_run(["pg_ctl", "-D", str(data_dir), "reload"], cwd=data_dir)
+            _wait_password_required(settings)
+    return stopped
+
+
+def _set_password_online(settings: Settings, password: str) -> None:
+    import psycopg2
+
+    trusted = conninfo(host="127.0.0.1", port=settings.postgres_port, dbname="postgres",
+                       user=settings.postgres_user, connect_timeout=10)
+    try:
+        with contextlib.closing(psycopg2.connect(trusted)) as conn:
+            conn.autocommit = True
+            conn.cursor().execute(_alter_password_sql(settings, password))
+    except psycopg2.Error as exc:
+        raise ServiceError(f"could not set the password of role {settings.postgres_user} on the running "
+                           f"cluster: {str(exc).strip()}") from None
+
+
+def _set_password_single_user(settings: Settings, data_dir: Path, password: str) -> None:
+    result = _pg_run(["postgres", "--single", "-D", str(data_dir), "postgres"], cwd=data_dir,
+                     stdin_text=_alter_password_sql(settings, password) + ";\n", check=False)
+    output = f"{result.stdout}{result.stderr}"
+    if result.returncode != 0 or "ERROR:" in output:
+        errors = [line.strip() for line in output.splitlines() if "ERROR" in line or "FATAL" in line]
+        raise ServiceError(f"could not set the password of role {settings.postgres_user} in {data_dir} "
+                           "(POSTGRES_USER must be the role the cluster was created with): "
+                           + ("; ".join(errors) or f"exit {result.returncode}"))
+
+
+def _wait_password_required(settings: Settings, timeout: float = 10.0) -> None:
+    """After a reload, until a login without password is refused (the postmaster rereads pg_hba.conf on
+    SIGHUP, asynchronously)."""
+    deadline = time.monotonic() + timeout
+    bare = conninfo(host="127.0.0.1", port=settings.postgres_port, dbname="postgres",
+                    user=settings.postgres_user, passfile=settings.postgres_passfile.with_name("none"))
+    while postgres_answers(bare, timeout=2):
+        if time.monotonic() > deadline:
+            raise ServiceError("PostgreSQL still lets logins in without a password after reloading "
+                               f"pg_hba.conf; see {postgres_log_file(settings)}")
+        time.sleep(0.1)
+
+
 def _ensure_database(settings: Settings) -> None:
     import psycopg2
 
-    admin = (f"host=127.0.0.1 port={settings.postgres_port} dbname=postgres user={settings.postgres_user} "
-             "connect_timeout=10")
-    with contextlib.closing(psycopg2.connect(admin)) as conn:
+    # the cluster's own password file, whatever POSTGRES_PASSWORD says (that one is for clients)
+    admin = conninfo(host="127.0.0.1", port=settings.postgres_port, dbname="postgres",
+                     user=settings.postgres_user, passfile=settings.postgres_passfile, connect_timeout=10)
+    try:
+        conn = psycopg2.connect(admin)
+    except psycopg2.OperationalError as exc:
+        if "password" not in str(exc):
+            raise
+        raise ServiceError(
+            f"the embedded PostgreSQL refused the password in {settings.postgres_passfile} "
+            f"({str(exc).strip().splitlines()[0]}); delete that file and run `tootlake services up` again: "
+            "it sets a new password (the data stays)") from None
+    with contextlib.closing(conn):
         conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
         cur = conn.cursor()
         cur.execute("select 1 from pg_database where datname = %s", (settings.postgres_db,))

@@ -2,19 +2,57 @@
 
 Every setting is documented in `.env.example`. A wrong value fails at start-up with a message that
 names the setting (see `load_settings`). Secrets are `SecretStr`: they print as `**********`.
+
+Where a value comes from, first wins: keyword arguments, the environment, the secrets file named by
+`TOOTLAKE_SECRETS_FILE` (how `tootlake run` hands secrets to its stages without putting them in their
+environment: see `write_secrets_file`), `.env`, the default. The embedded PostgreSQL's password is not a
+setting: clients read it from the cluster's password file `<state>/postgres.pgpass` (written when the
+cluster is created, mode 0600), unless POSTGRES_PASSWORD is given.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+SECRETS_FILE_ENV = "TOOTLAKE_SECRETS_FILE"
+POSTGRES_PASSFILE = "postgres.pgpass"  # in the state folder: the embedded cluster's password (pgpass format)
+SECRETS_DIR = "secrets"  # in the state folder: the secrets files of `tootlake run` (mode 0700)
 
 
 class SettingsError(RuntimeError):
     """Raised when a setting has a wrong value; the message names the setting."""
+
+
+class _SecretsFileSource(PydanticBaseSettingsSource):
+    """Settings from the JSON file named by TOOTLAKE_SECRETS_FILE (written by `write_secrets_file`)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything happens in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get(SECRETS_FILE_ENV)
+        if not path:
+            return {}
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise SettingsError(f"{SECRETS_FILE_ENV}={path}: cannot read it ({exc.strerror}); it is written "
+                                "by `tootlake run` for its stages: unset it to run on your own") from None
+        except ValueError:
+            raise SettingsError(f"{SECRETS_FILE_ENV}={path}: not a JSON object of settings") from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"{SECRETS_FILE_ENV}={path}: not a JSON object of settings")
+        fields = self.settings_cls.model_fields
+        return {name.lower(): value for name, value in data.items() if name.lower() in fields}
 
 
 def _split_csv(value: object) -> object:
@@ -51,6 +89,8 @@ class Settings(BaseSettings):
     postgres_port: int = Field(15432, ge=1024, le=65535)
     postgres_db: str = "tootlake"
     postgres_user: str = "tootlake"
+    # unset: the embedded cluster's password file <state>/postgres.pgpass (see postgres_conninfo)
+    postgres_password: SecretStr | None = None
 
     # --- sync (silver -> PostgreSQL / Oracle) ------------------------------------------------------
     sync_retry_attempts: int = Field(5, ge=1, le=100)  # tries per batch when the connection is lost
@@ -122,6 +162,22 @@ class Settings(BaseSettings):
     dq_gx_enabled: bool = True  # Great Expectations suites once per job run (+ Data Docs)
     dq_gx_sample_rows: int = Field(20_000, ge=1)  # rows of each table the GX suites validate
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _SecretsFileSource(settings_cls), dotenv_settings,
+                file_secret_settings)
+
+    @classmethod
+    def secret_names(cls) -> tuple[str, ...]:
+        """The settings that are secrets (passwords, tokens, DSNs): every `SecretStr` field."""
+        return tuple(name for name, info in cls.model_fields.items()
+                     if info.annotation is SecretStr or SecretStr in get_args(info.annotation))
+
     @field_validator("replay_files", "filter_languages", "filter_include_keywords",
                      "filter_exclude_keywords", mode="before")
     @classmethod
@@ -152,11 +208,32 @@ class Settings(BaseSettings):
     def uses_embedded_postgres(self) -> bool:
         return self.postgres_dsn is None
 
+    @property
+    def postgres_passfile(self) -> Path:
+        """The embedded cluster's password file (pgpass format, mode 0600; written by `services up`)."""
+        return self.path(self.state_dir) / POSTGRES_PASSFILE
+
+    def postgres_password_value(self) -> str | None:
+        """The embedded cluster's password for clients that need it in clear (never log it):
+        POSTGRES_PASSWORD, else the password file; None when neither is there."""
+        if self.postgres_password is not None:
+            return self.postgres_password.get_secret_value()
+        with contextlib.suppress(OSError):
+            return read_pgpass_password(self.postgres_passfile)
+        return None
+
     def postgres_conninfo(self) -> str:
-        """libpq connection string (a secret: never log it)."""
+        """libpq connection string (a secret when POSTGRES_DSN / POSTGRES_PASSWORD is set: never log it).
+
+        The embedded cluster's conninfo names its password file (`passfile=`, read by libpq at each
+        connection), so the string itself holds no password unless POSTGRES_PASSWORD is set.
+        """
         if self.postgres_dsn is not None:
             return self.postgres_dsn.get_secret_value()
-        return f"host=127.0.0.1 port={self.postgres_port} dbname={self.postgres_db} user={self.postgres_user}"
+        auth = ({"password": self.postgres_password.get_secret_value()} if self.postgres_password is not None
+                else {"passfile": str(self.postgres_passfile)})
+        return conninfo(host="127.0.0.1", port=self.postgres_port, dbname=self.postgres_db,
+                        user=self.postgres_user, **auth)
 
     def table_path(self, logical_name: str) -> Path:
         """`silver.posts` -> <lake>/silver/posts."""
@@ -165,6 +242,80 @@ class Settings(BaseSettings):
 
     def checkpoint_path(self, job: str) -> Path:
         return self.path(self.checkpoint_dir) / job
+
+
+def conninfo(**parts: object) -> str:
+    """A libpq key=value connection string; values quoted where needed."""
+    def value(raw: object) -> str:
+        text = str(raw)
+        if text and not any(ch in text for ch in " \t\n'\\"):
+            return text
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return " ".join(f"{name}={value(raw)}" for name, raw in parts.items())
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, readable by its owner only (0600) from the first byte on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def pgpass_line(password: str, host: str = "127.0.0.1") -> str:
+    """One line of a libpq password file: host, any port, database and user (`:` and `\\` escaped)."""
+    return f"{host}:*:*:*:" + password.replace("\\", "\\\\").replace(":", "\\:") + "\n"
+
+
+def read_pgpass_password(path: Path) -> str | None:
+    """The password of the first entry of a libpq password file (None when it has none)."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields, current, escaped = [], "", False
+        for ch in line:
+            if escaped:
+                current, escaped = current + ch, False
+            elif ch == "\\":
+                escaped = True
+            elif ch == ":" and len(fields) < 4:
+                fields.append(current)
+                current = ""
+            else:
+                current += ch
+        return current if len(fields) == 4 else None
+    return None
+
+
+def write_secrets_file(settings: Settings) -> Path | None:
+    """Put the secret settings that are set into a new file only this user can read, for child processes.
+
+    The file is `<state>/secrets/<pid>-<random>.json` (mode 0600, folder 0700); children get its path in
+    TOOTLAKE_SECRETS_FILE and their `load_settings()` reads it, so no secret sits in any process
+    environment. The writer removes it when done; files of writers that no longer run are removed here.
+    Returns None when no secret is set.
+    """
+    values = {name: getattr(settings, name).get_secret_value() for name in type(settings).secret_names()
+              if getattr(settings, name) is not None}
+    if not values:
+        return None
+    folder = settings.path(settings.state_dir) / SECRETS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    for old in folder.glob("*-*.json"):  # left by a writer that died (SIGKILL, OOM)
+        pid = old.name.split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            old.unlink(missing_ok=True)
+    path = folder / f"{os.getpid()}-{secrets.token_hex(8)}.json"
+    write_private_file(path, json.dumps(values))
+    return path
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -12,6 +12,11 @@ pytest sessions may share them: stopping would pull them from under another sess
 `make test-services-down`. With CI=true (or TOOTLAKE_STOP_SERVICES=1) the services this session started are
 stopped at the end (ones already running are left alone). When KAFKA_BOOTSTRAP_SERVERS or POSTGRES_DSN is
 set, that external service is used and never started or stopped.
+
+The test cluster asks for its password (in var/test/state/postgres.pgpass): `postgres_conninfo` and
+`settings.postgres_conninfo()` name that file. For processes a test starts with this session's environment
+(and maybe only POSTGRES_PORT), `postgres_conninfo` also points TOOTLAKE_SECRETS_FILE at a 0600 file holding
+the password, as `tootlake run` does for its stages, so their `load_settings()` finds it.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tootlake.pipelines import services
-from tootlake.pipelines.settings import Settings, load_settings
+from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, load_settings, write_secrets_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
@@ -100,10 +106,19 @@ def kafka_bootstrap(settings: Settings, _service_guard: _ServiceGuard) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_conninfo(settings: Settings, _service_guard: _ServiceGuard) -> str:
+def postgres_conninfo(settings: Settings, _service_guard: _ServiceGuard) -> Iterator[str]:
     """libpq conninfo of a PostgreSQL that answers, with the `tootlake` database created."""
     _service_guard.ensure("postgres")
-    return settings.postgres_conninfo()
+    password = settings.postgres_password_value()
+    secrets_file = None
+    if settings.uses_embedded_postgres and password and SECRETS_FILE_ENV not in os.environ:
+        with_password = settings.model_copy(update={"postgres_password": SecretStr(password)})
+        secrets_file = write_secrets_file(with_password)
+        os.environ[SECRETS_FILE_ENV] = str(secrets_file)
+    yield settings.postgres_conninfo()
+    if secrets_file is not None:
+        os.environ.pop(SECRETS_FILE_ENV, None)
+        secrets_file.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -12,10 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from tootlake.pipelines.run import (
     Stage,
     Supervisor,
+    child_env,
     continuous_stages,
     read_state,
     run_once,
@@ -23,7 +26,7 @@ from tootlake.pipelines.run import (
     stop_orphans,
     tree_rss,
 )
-from tootlake.pipelines.settings import load_settings
+from tootlake.pipelines.settings import SECRETS_FILE_ENV, load_settings
 from tootlake.pipelines.status import checkpoint_info, kafka_lag
 
 # A stage that prints, then sleeps until SIGTERM, on which it says so and exits 0.
@@ -197,3 +200,55 @@ def test_stages_orphaned_by_a_dead_supervisor_are_stopped(settings) -> None:
     finally:
         not_ours.kill()
         orphan.kill()
+
+
+SECRETS = {
+    "postgres_dsn": "host=db.example user=app password=pg-s3cret-1",
+    "postgres_password": "pg-s3cret-2",
+    "oracle_dsn": "tcps://ora-s3cret-3.example:1522/svc",
+    "oracle_password": "ora-s3cret-4",
+    "oracle_wallet_password": "wallet-s3cret-5",
+    "mastodon_access_token": "token-s3cret-6",
+}
+PRINT_SECRETS = ("import json; from tootlake.pipelines.settings import load_settings; s = load_settings(); "
+                 f"print(json.dumps({{n: getattr(s, n).get_secret_value() for n in {sorted(SECRETS)!r}}}))")
+
+
+def test_child_env_holds_no_secret_yet_children_resolve_them(settings, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    for name, value in SECRETS.items():  # also inherited by the supervisor: must not pass through
+        monkeypatch.setenv(name.upper(), value)
+    monkeypatch.delenv(SECRETS_FILE_ENV, raising=False)
+    custom = settings.model_copy(update={name: SecretStr(value) for name, value in SECRETS.items()})
+    assert not set(SECRETS) & {name.lower() for name in settings_env(custom)}
+    env = child_env(custom, continuous=True)
+    everything = "\n".join(f"{name}={value}" for name, value in env.items())
+    for value in SECRETS.values():
+        assert value not in everything
+    # the secrets go through a file only its owner can read, in the state folder
+    path = Path(env[SECRETS_FILE_ENV])
+    assert path.is_relative_to(settings.path(settings.state_dir))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_uid == os.geteuid()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    result = subprocess.run([sys.executable, "-c", PRINT_SECRETS], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == SECRETS
+
+
+def test_supervisor_removes_its_secrets_file_when_it_stops(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRETS_FILE_ENV, raising=False)
+    custom = settings.model_copy(update={"mastodon_access_token": SecretStr("token-s3cret-7")})
+    sup = Supervisor(custom, [_stage("a", SLEEPER)], log=lambda _l: None)
+    path = Path(sup.env[SECRETS_FILE_ENV])
+    assert "token-s3cret-7" not in "".join(sup.env.values()) and path.exists()
+    thread = _run_in_thread(sup)
+    _wait(lambda: sup.states["a"].state == "running")
+    _wait(lambda: "\n[fake] batch 0" in Path(sup.states["a"].log).read_text())
+    assert path.exists()  # while the stages run (a restarted stage reads it again)
+    sup.request_stop()
+    thread.join(10)
+    assert not thread.is_alive() and not path.exists()
+    # once-mode writes its own and removes it too
+    assert run_once(custom, log=lambda _l: None, stages=[_stage("x", "pass")]) == 0
+    assert not any((settings.path(settings.state_dir) / "secrets").iterdir())

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from tootlake.pipelines.settings import Settings, SettingsError, load_settings
+from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, SettingsError, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,6 +18,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No stray TOOTLAKE-related variables or project .env leak into these tests."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv(SECRETS_FILE_ENV, raising=False)
     monkeypatch.chdir(tmp_path)  # `.env` is read from the working directory
 
 
@@ -74,6 +76,7 @@ def test_external_services_are_detected(monkeypatch: pytest.MonkeyPatch) -> None
 def test_secrets_never_appear_in_repr_str_or_dump(monkeypatch: pytest.MonkeyPatch) -> None:
     secrets = {
         "POSTGRES_DSN": "postgresql://app:pg-s3cret-1@db.example/tootlake",
+        "POSTGRES_PASSWORD": "pg-s3cret-0",
         "ORACLE_DSN": "tcps://ora-s3cret-2.example:1522/svc",
         "ORACLE_PASSWORD": "ora-s3cret-3",
         "ORACLE_WALLET_PASSWORD": "wallet-s3cret-4",
@@ -87,6 +90,49 @@ def test_secrets_never_appear_in_repr_str_or_dump(monkeypatch: pytest.MonkeyPatc
         assert value not in shown
     assert settings.oracle_password is not None
     assert settings.oracle_password.get_secret_value() == "ora-s3cret-3"
+
+
+def test_embedded_postgres_password_from_its_file_or_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    import psycopg2.extensions
+
+    settings = load_settings(tootlake_home=tmp_path)
+    passfile = tmp_path / "var" / "state" / "postgres.pgpass"
+    assert settings.postgres_passfile == passfile
+    parts = psycopg2.extensions.parse_dsn(settings.postgres_conninfo())
+    # the conninfo names the cluster's password file (libpq reads it); it holds no password itself
+    assert parts["passfile"] == str(passfile) and "password" not in parts
+    assert settings.postgres_password_value() is None  # no cluster yet
+    passfile.parent.mkdir(parents=True)
+    passfile.write_text("127.0.0.1:*:*:*:from\\:file\\\\x\n")
+    passfile.chmod(0o600)
+    assert settings.postgres_password_value() == "from:file\\x"
+
+    # POSTGRES_PASSWORD (environment, .env or the secrets file of `tootlake run`) wins over the file
+    monkeypatch.setenv("POSTGRES_PASSWORD", "pg pass'word")
+    settings = load_settings(tootlake_home=tmp_path)
+    parts = psycopg2.extensions.parse_dsn(settings.postgres_conninfo())
+    assert parts["password"] == "pg pass'word" and "passfile" not in parts
+    assert settings.postgres_password_value() == "pg pass'word"
+    assert "pg pass'word" not in repr(settings) + str(settings) + settings.model_dump_json()
+
+
+def test_secrets_file_named_by_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    path.write_text(json.dumps({"postgres_password": "from-file", "mastodon_access_token": "tok-file"}))
+    monkeypatch.setenv(SECRETS_FILE_ENV, str(path))
+    settings = load_settings()
+    assert settings.postgres_password is not None
+    assert settings.postgres_password.get_secret_value() == "from-file"
+    monkeypatch.setenv("MASTODON_ACCESS_TOKEN", "tok-env")  # the environment wins over the file
+    assert load_settings().mastodon_access_token.get_secret_value() == "tok-env"  # type: ignore[union-attr]
+    path.write_text("{not json: from-file")
+    with pytest.raises(SettingsError, match=SECRETS_FILE_ENV) as excinfo:
+        load_settings()
+    assert "from-file" not in str(excinfo.value)
+    path.unlink()
+    with pytest.raises(SettingsError, match=SECRETS_FILE_ENV):
+        load_settings()
 
 
 def test_secret_is_not_echoed_in_error_message(monkeypatch: pytest.MonkeyPatch) -> None:
