@@ -60,13 +60,48 @@ def evaluate_sentiment(data: Labelled, spark, model=None, model_path: Path | Non
     started = time.perf_counter()
     rows = score_sentiment(model, df).select("_row", "sentiment_label").toPandas()
     seconds = time.perf_counter() - started
-    index = {label: i for i, label in enumerate(LABELS)}
-    pred = np.empty(len(data.texts), dtype=int)
-    pred[rows["_row"].to_numpy()] = rows["sentiment_label"].map(index).to_numpy()
+    pred = predictions_in_order(len(data.texts), rows["_row"].tolist(), rows["sentiment_label"].tolist(),
+                                LABELS)
     result = classification_metrics(data.labels, pred, FORMAT_CLASSES["tweeteval-sentiment"])
     result.update(posts_per_s=round(len(data.texts) / max(seconds, 1e-9), 1),
                   model_version=model_version(model_path), format="tweeteval-sentiment")
     return result
+
+
+class MissingPredictionsError(RuntimeError):
+    """The model gave no usable prediction for some examples: metrics over them would be made up."""
+
+
+def predictions_in_order(n: int, rows: list, labels: list, classes: tuple[str, ...]) -> np.ndarray:
+    """Class indices for examples 0..n-1 from (row number, predicted label) pairs in any order.
+
+    Every example needs exactly one known label: a missing row, a row out of range, a repeated row or a
+    label outside `classes` (null included) raises `MissingPredictionsError` with counts, never a
+    made-up prediction that would silently count as right or wrong.
+    """
+    index = {label: i for i, label in enumerate(classes)}
+    pred = np.full(n, -1, dtype=np.int64)
+    seen = np.zeros(n, dtype=bool)
+    out_of_range = repeated = unknown = 0
+    for row, label in zip(rows, labels, strict=True):
+        if row is None or not 0 <= int(row) < n:
+            out_of_range += 1
+        elif seen[int(row)]:
+            repeated += 1
+        elif label not in index:
+            seen[int(row)] = True
+            unknown += 1
+        else:
+            seen[int(row)] = True
+            pred[int(row)] = index[label]
+    missing = int((pred == -1).sum())
+    if missing or out_of_range or repeated:
+        first = [int(i) for i in np.flatnonzero(pred == -1)[:5]]
+        raise MissingPredictionsError(
+            f"no usable prediction for {missing} of {n} examples (first: {first}; {unknown} with a label "
+            f"outside {list(classes)}), {repeated} repeated and {out_of_range} unknown row numbers: the "
+            "metrics would be wrong, so none are given")
+    return pred
 
 
 def tune_threat_decisions(artifact_dir: Path, val_sets: dict[str, Labelled]) -> dict:

@@ -110,6 +110,10 @@ class ReplaySource:
       `delete` events; other stream events (notifications, …) are ignored.
     The instance is `instance` if given, else inferred per file from its local accounts, else
     `default_instance`. A malformed line is logged with file and line number, counted and skipped.
+
+    `skip`: pass over the first `skip` events (a resumed replay, see `tootlake.pipelines.producer`):
+    they are read but not yielded, not rate-limited, and malformed lines among them are not reported
+    again. Event positions count yielded events over all files, so the same files give the same positions.
     """
 
     files: list[Path]
@@ -117,17 +121,26 @@ class ReplaySource:
     instance: str | None = None
     rate: float = 0.0
     clock: Clock = utc_now
+    skip: int = 0
     malformed: int = 0
     ignored: int = 0
+    skipped: int = 0
     malformed_lines: list[MalformedLine] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _quiet: bool = field(default=False, init=False, repr=False)
 
     def close(self) -> None:
         self._stop.set()
 
     def __iter__(self) -> Iterator[SourceEvent]:
-        started = time.monotonic()
         events = itertools.chain.from_iterable(self._events(Path(f)) for f in self.files)
+        if self.skip > 0:
+            self._quiet = True
+            try:
+                self.skipped = sum(1 for _ in itertools.islice(events, self.skip))
+            finally:
+                self._quiet = False
+        started = time.monotonic()
         for index, event in enumerate(events):
             if self._stop.is_set():
                 return
@@ -139,6 +152,8 @@ class ReplaySource:
 
     # -- helpers ------------------------------------------------------------------------------
     def _bad(self, path: Path, line_no: int, reason: str) -> None:
+        if self._quiet:  # before the resume position: reported by the run that read it
+            return
         self.malformed += 1
         if len(self.malformed_lines) < 1000:
             self.malformed_lines.append(MalformedLine(str(path), line_no, reason))
@@ -252,6 +267,7 @@ def _is_sse(path: Path) -> bool:
 # Live
 # --------------------------------------------------------------------------------------------------
 Mode = Literal["public", "local", "hashtag", "trending", "poll"]
+PAGE_LIMIT = 40  # the most statuses Mastodon returns per timeline request
 
 
 class Backoff:
@@ -332,8 +348,9 @@ class LiveSource:
 
     Modes: `public` / `local` / `hashtag` stream (server-sent events; update, status.update and delete
     events), `trending` polls trending statuses (each status once), `poll` polls the public timeline
-    with `since_id`. A lost stream or failed request is retried with exponential back-off (1 s … 5 min,
-    reset after a success). `client` may be any object with Mastodon.py's methods (tests pass a fake).
+    and pages forward with `min_id` (see `_poll`). A lost stream or failed request is retried with
+    exponential back-off (1 s … 5 min, reset after a success). `client` may be any object with
+    Mastodon.py's methods (tests pass a fake).
     """
 
     def __init__(
@@ -435,18 +452,26 @@ class LiveSource:
                 yield event
 
     # -- polling --------------------------------------------------------------------------------
-    def _fetch(self, since_id: str | None) -> list[Any]:
+    def _fetch(self, min_id: str | None) -> list[Any]:
         if self.mode == "trending":
-            return list(self.client.trending_statuses(limit=40))
-        return list(self.client.timeline_public(since_id=since_id, limit=40))
+            return list(self.client.trending_statuses(limit=PAGE_LIMIT))
+        return list(self.client.timeline_public(min_id=min_id, limit=PAGE_LIMIT))
 
     def _poll(self) -> Iterator[SourceEvent]:
-        since_id: str | None = None
+        """Poll every MASTODON_POLL_INTERVAL_S; `poll` mode pages forward so no status is skipped.
+
+        Mastodon answers `since_id` with the *newest* `limit` statuses above it, so more than `limit` new
+        statuses per interval would silently leave a gap. `min_id` returns the `limit` statuses right
+        above it instead (still newest first in the response): ask again with min_id = the highest id
+        seen until a page comes back short, then wait. The first request (no min_id) starts from the
+        newest page: a poller does not backfill the whole timeline. Statuses are emitted oldest first.
+        """
+        min_id: str | None = None
         seen: OrderedDict[str, None] = OrderedDict()  # trending repeats statuses: emit each once
         log.info("polling %s statuses from %s every %.0f s", self.mode, self.instance, self.poll_interval_s)
         while not self._stop.is_set():
             try:
-                page = self._fetch(since_id)
+                page = self._fetch(min_id)
             except Exception as exc:
                 self.reconnects += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -457,7 +482,8 @@ class LiveSource:
                     return
                 continue
             self._backoff.reset()
-            # oldest first, so since_id and Kafka order follow the timeline
+            previous = min_id
+            # oldest first, so min_id and Kafka order follow the timeline
             for status in sorted(page, key=lambda s: _id_order(s.get("id"))):
                 sid = str(status.get("id"))
                 if self.mode == "trending":
@@ -467,13 +493,14 @@ class LiveSource:
                     if len(seen) > 10_000:
                         seen.popitem(last=False)
                 else:
-                    since_id = sid if since_id is None or _id_order(sid) > _id_order(since_id) else since_id
+                    min_id = sid if min_id is None or _id_order(sid) > _id_order(min_id) else min_id
                 event = self.to_event("status", status)
                 if event is not None:
                     yield event
                 if self._stop.is_set():
                     return
-            if self._wait(self.poll_interval_s):
+            more = self.mode != "trending" and len(page) >= PAGE_LIMIT and min_id != previous
+            if not more and self._wait(self.poll_interval_s):
                 return
 
 

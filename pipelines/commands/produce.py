@@ -25,7 +25,8 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--file", dest="files", action="extend", nargs="+", type=Path, metavar="F",
                         help="replay file(s): JSONL statuses (REST API or Mastodon.py form) or .sse "
                         "recordings (default: REPLAY_FILES, else the real statuses in ../shared/data)")
-    parser.add_argument("--max", dest="max_events", type=int, metavar="N", help="stop after N records")
+    parser.add_argument("--max", dest="max_events", type=int, metavar="N",
+                        help="stop after N records (a replay: N of its records in all, resumed runs too)")
     parser.add_argument("--rate", type=float, metavar="R",
                         help="replay at most R posts/s (default: REPLAY_RATE; 0 = as fast as possible)")
     parser.add_argument("--instance", help="replay: instance host the files were read from "
@@ -34,9 +35,15 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
                         help="live: what to read (default: MASTODON_TIMELINE)")
     parser.add_argument("--hashtag",
                         help="live: the hashtag for --timeline hashtag (default: MASTODON_HASHTAG)")
+    parser.add_argument("--from-start", action="store_true",
+                        help="replay: start from the first record, not where the last replay of the same "
+                        "files into the same topic stopped (kept in STATE_DIR/producer/)")
+    parser.add_argument("--dead-letter", type=Path, metavar="F",
+                        help="JSONL file for records that cannot be sent, e.g. over the broker's message "
+                        "size (default: STATE_DIR/producer/dead-letter.jsonl)")
     parser.add_argument("--dry-run", action="store_true",
                         help="build and count the records, print one line each (key, event, size); "
-                        "write nothing to Kafka")
+                        "write nothing to Kafka (nor the replay position, nor dead letters)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "produce", help="send Mastodon posts (live or replayed) to the Kafka topic",
         description="Read Mastodon events (live, or replayed from files), apply the FILTER_* settings and "
         "send one JSON envelope per event to KAFKA_TOPIC, keyed by post key (<instance host>/<status id>). "
+        "A replay resumes where the last one of the same files into the same topic stopped (--from-start: "
+        "from the top); --max counts that replay's records in all. A record that cannot be sent is "
+        "counted, logged by key and written to the dead-letter file; the rest flows on. "
         "Prints a throughput line every PRODUCER_REPORT_EVERY_S seconds and a final count.",
     )
     _add_source_args(produce)
@@ -90,11 +100,30 @@ def build_source(settings: Settings, args: argparse.Namespace) -> Any:
     return src
 
 
+def replay_progress_for(settings: Settings, source: Any, args: argparse.Namespace) -> Any:
+    """The replay's saved position (None for a live source or a dry run); reset with --from-start."""
+    from tootlake.pipelines.mastodon_source import ReplaySource
+    from tootlake.pipelines.producer import replay_progress
+
+    if not isinstance(source, ReplaySource) or args.dry_run:
+        return None
+    progress = replay_progress(settings, source.files)
+    if getattr(args, "from_start", False) and progress.position:
+        log.info("--from-start: replaying from the first record (was at event %d)", progress.position)
+        progress.reset()
+        progress.save()
+    return progress
+
+
 def run_producer(settings: Settings, args: argparse.Namespace, pid_file: Path | None = None) -> int:
-    """Produce until the source ends, --max is reached, or SIGTERM/SIGINT (which flush, then exit 0)."""
-    from tootlake.pipelines.producer import produce_events
+    """Produce until the source ends, --max is reached, or SIGTERM/SIGINT (which flush, then exit 0).
+    A replay resumes from its saved position (see `tootlake.pipelines.producer.ReplayProgress`)."""
+    from tootlake.pipelines.producer import dead_letter_path, produce_events
 
     source = build_source(settings, args)
+    progress = replay_progress_for(settings, source, args)
+    dead_letter = getattr(args, "dead_letter", None)
+    dead_letter = Path(dead_letter).resolve() if dead_letter else dead_letter_path(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -106,7 +135,7 @@ def run_producer(settings: Settings, args: argparse.Namespace, pid_file: Path | 
     try:
         echo = print if args.dry_run else None
         report = produce_events(settings, source, dry_run=args.dry_run, max_events=args.max_events,
-                                stop=stop, echo=echo)
+                                stop=stop, echo=echo, progress=progress, dead_letter=dead_letter)
     except RuntimeError as exc:  # Kafka unreachable and the like: say what to do, no traceback
         print(f"tootlake produce: {exc}", file=sys.stderr)
         return 1
@@ -116,6 +145,8 @@ def run_producer(settings: Settings, args: argparse.Namespace, pid_file: Path | 
         if pid_file is not None and _read_pid(pid_file) == os.getpid():
             pid_file.unlink(missing_ok=True)
     print(("stopped by signal; " if stop.is_set() else "") + report.summary(), flush=True)
+    if report.dead_lettered and not args.dry_run:
+        print(f"{report.dead_lettered} record(s) could not be sent: see {dead_letter}", flush=True)
     return 0 if report.failed == 0 else 1
 
 
@@ -174,6 +205,10 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
             out += [flag, str(value)]
     if args.files:
         out += ["--file", *[str(Path(f).resolve()) for f in args.files]]
+    if getattr(args, "dead_letter", None):
+        out += ["--dead-letter", str(Path(args.dead_letter).resolve())]
+    if getattr(args, "from_start", False):
+        out.append("--from-start")
     if args.dry_run:
         out.append("--dry-run")
     return out

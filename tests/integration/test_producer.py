@@ -1,5 +1,5 @@
 """Producer against the real (embedded) Kafka broker: counts, keys, partitions, dry run, malformed lines,
-and the daemon's start/status/stop round trip."""
+resumed replays, records the broker refuses, and the daemon's start/status/stop round trip."""
 
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ def cli_env(topic_settings, tmp_path) -> dict[str, str]:
         "KAFKA_TOPIC": topic_settings.kafka_topic,
         "PRODUCER_PID_FILE": str(tmp_path / "run" / "producer.pid"),
         "PRODUCER_LOG_FILE": str(tmp_path / "log" / "producer.log"),
+        "STATE_DIR": str(tmp_path / "state"),  # replay positions and dead letters stay with the test
         "PRODUCER_REPORT_EVERY_S": "1",
         "SHARED_DATA_DIR": str(DATA.resolve()),
     })
@@ -213,3 +214,65 @@ def test_stale_pid_file_is_handled(cli_env) -> None:
 def test_ensure_topic_is_idempotent(topic_settings) -> None:
     assert ensure_topic(topic_settings) == 3
     assert ensure_topic(topic_settings) == 3
+
+
+def test_replay_resumes_where_it_stopped_and_from_start_replays_it(topic_settings, cli_env,
+                                                                   tmp_path: Path) -> None:
+    replay = tmp_path / "twenty.jsonl"
+    replay.write_text("\n".join(_lines(TIMELINE)[:20]) + "\n")
+
+    def total() -> int:
+        return sum(_watermarks(topic_settings.bootstrap_servers, topic_settings.kafka_topic).values())
+
+    first = _tootlake(cli_env, "produce", "--source", "replay", "--file", str(replay), "--max", "8")
+    assert first.returncode == 0, first.stderr
+    assert total() == 8
+    rest = _tootlake(cli_env, "produce", "--source", "replay", "--file", str(replay))
+    assert rest.returncode == 0, rest.stderr
+    assert "produced 12 (status 12)" in rest.stdout and "replay resumed at event 8" in rest.stdout
+    assert "replay resumes at event 8" in rest.stderr
+    messages = _consume_all(topic_settings.bootstrap_servers, topic_settings.kafka_topic, 20)
+    assert sorted(m.key().decode() for m in messages) == sorted(
+        f"mastodon.social/{json.loads(line)['id']}" for line in _lines(replay))  # each once
+    done = _tootlake(cli_env, "produce", "--source", "replay", "--file", str(replay))
+    assert done.returncode == 0 and "produced 0" in done.stdout and total() == 20
+    again = _tootlake(cli_env, "produce", "--source", "replay", "--file", str(replay), "--from-start")
+    assert again.returncode == 0 and "produced 20 (status 20)" in again.stdout and total() == 40
+
+
+def test_invalid_text_and_values_over_the_broker_limit_do_not_stop_the_producer(
+        topic_settings, tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from tootlake.pipelines.producer import replay_progress
+
+    bootstrap, topic = topic_settings.bootstrap_servers, topic_settings.kafka_topic
+    replication = 1 if topic_settings.uses_embedded_kafka else -1
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=replication,
+                                  config={"max.message.bytes": "100000"})])[topic].result(timeout=30)
+    lines = _lines(TIMELINE)[:12]
+    statuses = [json.loads(line) for line in lines]
+    big, broken = statuses[4], statuses[7]
+    big["content"] = "<p>" + os.urandom(200_000).hex() + "</p>"  # 400 kB that lz4 cannot shrink
+    lines[4] = json.dumps(big)
+    lines[7] = json.dumps(broken).replace('"content": "', '"content": "\\ud83d half an emoji ', 1)
+    replay = tmp_path / "bad-records.jsonl"
+    replay.write_text("\n".join(lines) + "\n")
+    dead_letter = tmp_path / "dead-letter.jsonl"
+
+    own = topic_settings.model_copy(update={"state_dir": tmp_path / "state"})
+    report = produce_events(own, ReplaySource([replay]), dead_letter=dead_letter,
+                            progress=replay_progress(own, [replay]))
+    assert (report.produced, report.delivered, report.failed) == (12, 11, 0)
+    assert replay_progress(own, [replay]).position == 12  # the dead letter is done with too
+    assert report.dead_letters == {"too_large": 1} and report.repaired == {"lone_surrogate": 1}
+    letter = json.loads(dead_letter.read_text())
+    assert letter["key"] == f"mastodon.social/{big['id']}" and letter["reason"] == "too_large"
+    assert json.loads(letter["value"])["status"]["content"] == big["content"]
+
+    messages = _consume_all(bootstrap, topic, 11)
+    by_key = {m.key().decode(): json.loads(m.value().decode("utf-8")) for m in messages}
+    assert f"mastodon.social/{big['id']}" not in by_key
+    fixed = by_key[f"mastodon.social/{broken['id']}"]["status"]["content"]
+    assert fixed.startswith("\ufffd half an emoji ")

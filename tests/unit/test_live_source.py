@@ -161,11 +161,11 @@ def _mastodonpy_statuses() -> list:
 class FakePollingClient:
     def __init__(self, pages: list) -> None:
         self.pages = pages
-        self.since_ids: list = []
+        self.min_ids: list = []
         self.trending_calls = 0
 
-    def timeline_public(self, since_id=None, limit=None):
-        self.since_ids.append(since_id)
+    def timeline_public(self, min_id=None, limit=None):
+        self.min_ids.append(min_id)
         page = self.pages.pop(0) if self.pages else []
         if isinstance(page, Exception):
             raise page
@@ -176,7 +176,7 @@ class FakePollingClient:
         return self.timeline_public()
 
 
-def test_poll_uses_since_id_oldest_first_and_retries_rate_limits(settings) -> None:
+def test_poll_pages_with_min_id_oldest_first_and_retries_rate_limits(settings) -> None:
     statuses = _mastodonpy_statuses()
     newest_first = sorted(statuses, key=lambda s: int(s["id"]), reverse=True)
     first, second = newest_first[10:], newest_first[:10]
@@ -186,9 +186,54 @@ def test_poll_uses_since_id_oldest_first_and_retries_rate_limits(settings) -> No
     events = list(itertools.islice(iter(source), len(statuses)))
     ids = [int(e.status_id) for e in events]
     assert ids == sorted(ids) and len(ids) == len(statuses)  # oldest first, nothing lost
-    assert client.since_ids[:3] == [None, None, str(first[0]["id"])]
+    assert client.min_ids[:3] == [None, None, str(first[0]["id"])]
     assert waits.delays[:2] == [1.0, 5.0]  # back-off after the 429, then the poll interval
     assert all(isinstance(e.status["id"], str) for e in events)  # Mastodon.py's id type is a str
+
+
+class FakeMastodonTimeline:
+    """A public timeline that behaves like Mastodon's: newest first; `since_id` gives the newest `limit`
+    statuses above it, `min_id` the `limit` statuses right above it; 100 new statuses per poll interval."""
+
+    def __init__(self, start: int = 1000, per_interval: int = 100) -> None:
+        self.ids = list(range(start, start + 10))
+        self.per_interval = per_interval
+        self.requests: list[dict] = []
+
+    def publish(self) -> None:
+        top = self.ids[-1]
+        self.ids += range(top + 1, top + 1 + self.per_interval)
+
+    @staticmethod
+    def status(status_id: int) -> dict:
+        return {"id": str(status_id), "created_at": "2026-11-23T12:00:00.000Z", "content": "<p>hello</p>",
+                "account": {"id": "1", "acct": "someone", "url": "https://mastodon.example/@someone"}}
+
+    def timeline_public(self, min_id=None, since_id=None, max_id=None, limit=20, **kwargs):
+        self.requests.append({"min_id": min_id, "since_id": since_id, "limit": limit})
+        limit = min(limit or 20, 40)
+        if min_id is not None:
+            chosen = [i for i in self.ids if i > int(min_id)][:limit]  # right above min_id
+        else:
+            above = [i for i in self.ids if since_id is None or i > int(since_id)]
+            chosen = above[-limit:]  # the newest
+        return [self.status(i) for i in sorted(chosen, reverse=True)]
+
+
+def test_poll_gets_every_status_when_more_than_a_page_arrives_per_interval(settings) -> None:
+    timeline = FakeMastodonTimeline()
+    waits = Waits()
+
+    def interval(delay: float) -> bool:
+        timeline.publish()  # while we wait, 100 new statuses appear
+        return waits(delay)
+
+    source = LiveSource(settings, client=timeline, mode="poll", clock=lambda: NOW, wait=interval)
+    events = list(itertools.islice(iter(source), 10 + 3 * 100))
+    ids = [int(e.status_id) for e in events]
+    assert ids == list(range(1000, 1000 + 10 + 3 * 100))  # every status, once, oldest first
+    assert waits.delays == [5.0] * 3  # one wait per interval: the pages in between come at once
+    assert all(r["since_id"] is None and r["limit"] == 40 for r in timeline.requests)
 
 
 def test_trending_emits_each_status_once(settings) -> None:

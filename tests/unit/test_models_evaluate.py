@@ -158,3 +158,57 @@ def test_decision_rules() -> None:
 def test_normalise() -> None:
     assert normalise("RT @someone: so &amp; so https://t.co/x  ok") == "@user: so & so ok"
     assert normalise(None) == "" and normalise("@user @user hi ") == "@user @user hi"
+
+
+class _FakeScored:
+    """What `score_sentiment(...).select("_row", "sentiment_label")` gives, without Spark."""
+
+    def __init__(self, rows: list[tuple[int, str | None]]) -> None:
+        self.rows = rows
+
+    def select(self, *columns: str) -> _FakeScored:
+        assert columns == ("_row", "sentiment_label")
+        return self
+
+    def toPandas(self):  # Spark's name
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=["_row", "sentiment_label"])
+
+
+def _evaluate_sentiment_with(monkeypatch, rows: list[tuple[int, str | None]], labels: list[int]) -> dict:
+    from tootlake.models import sentiment
+    from tootlake.models.data import Labelled
+    from tootlake.models.evaluate import evaluate_sentiment
+
+    class FakeSpark:
+        def createDataFrame(self, data, schema):  # Spark's name
+            return data
+
+    monkeypatch.setattr(sentiment, "score_sentiment", lambda _model, _df: _FakeScored(rows))
+    monkeypatch.setattr(sentiment, "model_version", lambda _path=None: "fake")
+    data = Labelled(texts=[f"text {i}" for i in range(len(labels))], labels=labels)
+    return evaluate_sentiment(data, FakeSpark(), model=object())
+
+
+def test_sentiment_predictions_are_put_back_in_row_order(monkeypatch) -> None:
+    labels = [0, 1, 2, 2, 1, 0]
+    names = ["negative", "neutral", "positive"]
+    predicted = [0, 1, 2, 1, 1, 2]
+    rows = [(i, names[predicted[i]]) for i in (5, 2, 0, 4, 1, 3)]  # Spark gives no order
+    result = _evaluate_sentiment_with(monkeypatch, rows, labels)
+    assert result["n"] == 6 and result["model_version"] == "fake"
+    assert result["accuracy"] == pytest.approx(accuracy_score(labels, predicted))
+    assert result["macro_f1"] == pytest.approx(f1_score(labels, predicted, average="macro", zero_division=0))
+
+
+@pytest.mark.parametrize("rows", [
+    [(0, "negative"), (1, "neutral"), (3, "positive")],  # row 2 has no prediction
+    [(0, "negative"), (1, "neutral"), (2, None), (3, "positive")],  # a null label
+    [(0, "negative"), (1, "neutral"), (1, "neutral"), (3, "positive")],  # row 1 twice, row 2 missing
+])
+def test_a_missing_sentiment_prediction_is_an_error_not_a_random_label(monkeypatch, rows) -> None:
+    from tootlake.models.evaluate import MissingPredictionsError
+
+    with pytest.raises(MissingPredictionsError, match="no usable prediction for 1 of 4 examples"):
+        _evaluate_sentiment_with(monkeypatch, rows, [0, 1, 2, 2])

@@ -171,3 +171,18 @@ def test_rate_limit_and_close() -> None:
         if len(taken) == 3:
             source.close()
     assert len(taken) == 3
+
+
+def test_skip_resumes_at_an_event_position_without_waiting_or_recounting(tmp_path: Path) -> None:
+    lines = _lines(TIMELINE)[:40]
+    replay = tmp_path / "with-bad-lines.jsonl"
+    replay.write_text("\n".join(lines[:5] + ["not json"] + lines[5:35] + ["{oops"] + lines[35:]) + "\n")
+    _, everything = _replay(replay)
+    source = ReplaySource(files=[replay], clock=lambda: NOW, rate=20.0, skip=30)
+    started = time.monotonic()
+    events = list(source)
+    assert time.monotonic() - started < 1.5  # 10 events at 20/s; the 30 skipped ones are not paced
+    assert [e.key for e in events] == [e.key for e in everything[30:]]
+    assert source.skipped == 30
+    assert source.malformed == 1 and source.malformed_lines[0].line == 37  # only the one after the skip
+    assert list(ReplaySource(files=[replay], skip=100)) == []
