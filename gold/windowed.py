@@ -43,3 +43,13 @@ def split_late(windowed_posts: DataFrame, watermark: datetime | None) -> tuple[D
         return windowed_posts, windowed_posts.limit(0)
     late = F.col("window_end") <= F.lit(watermark).cast("timestamp")
     return windowed_posts.where(~late), windowed_posts.where(late)
+
+
+def new_posts(changes: DataFrame) -> DataFrame:
+    """Posts a change-data-feed batch of silver/posts really adds: one row per `insert`, except an insert
+    beside a `delete` of the same post in the same commit (a file rewrite such as `restore`: the post was
+    there before, counting it again would count it twice)."""
+    rewritten = changes.where(F.col("_change_type") == "delete").select("post_id", "_commit_version")
+    return (changes.where(F.col("_change_type") == "insert")
+            .join(rewritten, ["post_id", "_commit_version"], "left_anti")
+            .drop("_change_type", "_commit_version", "_commit_timestamp"))

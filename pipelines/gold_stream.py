@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import LongType, StructField, StructType, TimestampType
 
-from tootlake.gold.windowed import split_late, watermark_for, with_minute_window
+from tootlake.gold.windowed import new_posts, split_late, watermark_for, with_minute_window
 from tootlake.pipelines.gold_job import SILVER_POSTS, GoldInputMissing, is_delta_table
 from tootlake.pipelines.settings import Settings
 from tootlake.pipelines.streaming import AVAILABLE_NOW, apply_trigger, run_query
@@ -84,7 +84,8 @@ class MinuteCounter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         previous_max = self.previous_max_event_time(batch_id)
         watermark = watermark_for(previous_max, self.delay)
-        posts = with_minute_window(batch).select("created_at", "window_start", "window_end").persist()
+        posts = (with_minute_window(new_posts(batch))
+                 .select("created_at", "window_start", "window_end").persist())
         try:
             on_time, late = split_late(posts, watermark)
             counts = on_time.groupBy("window_start", "window_end").agg(F.count("*").alias("posts"))
@@ -138,15 +139,15 @@ def ensure_change_feed(spark: SparkSession, path: str) -> None:
 
 
 def silver_inserts(settings: Settings, spark: SparkSession) -> DataFrame:
-    """Streaming DataFrame of posts inserted into silver/posts (change data feed, inserts only)."""
+    """Streaming DataFrame of silver/posts' inserts and physical deletes (change data feed): the batch
+    function keeps the inserts that add a post (`gold.windowed.new_posts`)."""
     path = settings.table_path(SILVER_POSTS)
     if not is_delta_table(path):
         raise GoldInputMissing(f"no silver posts table at {path}: run `tootlake silver` first")
     ensure_change_feed(spark, str(path))
     return (
         spark.readStream.format("delta").option("readChangeFeed", "true").load(str(path))
-        .where(F.col("_change_type") == "insert")
-        .drop("_change_type", "_commit_version", "_commit_timestamp")
+        .where(F.col("_change_type").isin("insert", "delete"))
     )
 
 

@@ -49,18 +49,34 @@ STAGE_DDL = (
 WORK_MEM_SQL = "SET LOCAL work_mem = '64MB'"
 COPY_SQL = f"COPY sync_stage ({', '.join(STAGE_NAMES)}) FROM STDIN"
 
-# One row per post: newest updated_at, a tombstone winning a tie (same rule as records.latest_per_post).
+# One row per post: the latest silver commit, then the newest updated_at, a tombstone winning a tie
+# (records.latest_per_post has already kept one row per post; this only guards ON CONFLICT).
 _LATEST = (
-    "(SELECT DISTINCT ON (post_id) * FROM sync_stage ORDER BY post_id, updated_at DESC, is_deleted DESC)"
+    "(SELECT DISTINCT ON (post_id) * FROM sync_stage "
+    "ORDER BY post_id, source_version DESC NULLS LAST, updated_at DESC, is_deleted DESC)"
 )
 
+
+def newer_than_target(s: str, or_equal_clock: bool) -> str:
+    """Is the staged row (alias `s`) newer than target row `t`? By silver commit when both come from the
+    same silver table, else (another lake, or rows synced before versions were kept) by updated_at."""
+    clock = ">=" if or_equal_clock else ">"
+    return (
+        f"(CASE WHEN {s}.source_version IS NOT NULL AND t.source_version IS NOT NULL "
+        f"AND {s}.source_table IS NOT DISTINCT FROM t.source_table "
+        f"THEN {s}.source_version > t.source_version ELSE {s}.updated_at {clock} t.updated_at END)"
+    )
+
+
+# A delete needs a strictly later commit: a physical delete and a re-insert in one commit (a restore
+# split over two micro-batches) must not remove the re-inserted post.
 DELETE_PROCESSED_SQL = (
     f"DELETE FROM processedposts AS t USING {_LATEST} AS s "
-    "WHERE s.is_deleted AND t.raw_post_id = s.post_id AND s.updated_at >= t.updated_at"
+    f"WHERE s.is_deleted AND t.raw_post_id = s.post_id AND {newer_than_target('s', True)}"
 )
 DELETE_RAW_SQL = (
     f"DELETE FROM rawposts AS t USING {_LATEST} AS s "
-    "WHERE s.is_deleted AND t.post_id = s.post_id AND s.updated_at >= t.updated_at"
+    f"WHERE s.is_deleted AND t.post_id = s.post_id AND {newer_than_target('s', True)}"
 )
 
 
@@ -71,7 +87,7 @@ def _upsert(table: str, key: str, columns: Sequence[str], source: Sequence[str])
         f"SELECT {', '.join(f's.{col}' for col in source)}, now() FROM {_LATEST} AS s "
         "WHERE NOT s.is_deleted "
         f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
-        "WHERE excluded.updated_at > t.updated_at"
+        f"WHERE {newer_than_target('excluded', False)}"
     )
 
 

@@ -9,6 +9,15 @@ Text policy (both targets):
 - Lone UTF-16 surrogates (not valid UTF-8) become U+FFFD.
 - Everything else (quotes, backslashes, tabs/newlines, emoji, RTL marks, SQL-looking text) is stored verbatim.
 
+Order: a post's rows are ordered by the Delta commit of silver/posts that wrote them (the change data
+feed's `_commit_version`), not by silver's wall-clock `updated_at` (a clock stepping back would make a
+newer row look older). Within one commit a physical `delete` loses to the row inserted beside it: that
+pair is a file rewrite (e.g. `restore`), not a delete of the post. Rows without a version (or from another
+silver table: a new lake) fall back to `updated_at`, a tombstone winning a tie.
+
+Limits: values longer than a target column (silver.schema.TARGET_LIMITS) are rejected before any
+database sees them (`too_long`), never truncated.
+
 Delete policy: a silver tombstone (`is_deleted = true`) becomes a staging row with `is_deleted = True`;
 the writers then delete the PROCESSEDPOSTS row and then the RAWPOSTS row of that post, if the tombstone
 is at least as new as what the target holds.
@@ -68,6 +77,8 @@ STAGE_COLUMNS: list[tuple[str, str]] = [
     ("processed_at", "ts"),
     ("deleted_at", "ts"),
     ("updated_at", "ts"),
+    ("source_table", "text"),  # the Delta table id of silver/posts
+    ("source_version", "int"),  # the change data feed's _commit_version: the order key (see below)
 ]
 STAGE_NAMES = [name for name, _ in STAGE_COLUMNS]
 
@@ -76,12 +87,13 @@ RAW_COLUMNS = [
     "post_id", "platform_id", "hashtag", "username", "display_name", "post_content", "created_at",
     "language", "url", "visibility", "collected_at", "instance", "status_id", "account_id",
     "account_acct", "edited_at", "sensitive", "spoiler_text", "content_html", "text_length", "is_reblog",
-    "replies_count", "reblogs_count", "favourites_count", "updated_at",
+    "replies_count", "reblogs_count", "favourites_count", "updated_at", "source_table", "source_version",
 ]
 PROCESSED_COLUMNS = [
     "platform_id", "hashtag", "post_content", "created_at", "language", "url", "threat_level",
     "contains_hate_speech", "processed_at", "processing_status", "threat_score", "threat_label",
     "sentiment_label", "sentiment_score", "threat_model_version", "sentiment_model_version", "updated_at",
+    "source_table", "source_version",
 ]
 
 # silver columns the sync reads (the rest of POSTS_SCHEMA stays in the lake)
@@ -182,6 +194,8 @@ def stage_row(post: Mapping[str, Any]) -> tuple:
         "processed_at": updated_at,
         "deleted_at": as_utc(post.get("deleted_at")),
         "updated_at": updated_at,
+        "source_table": post.get("_table_id"),
+        "source_version": post.get("_commit_version"),
     }
     row = []
     for name, kind in STAGE_COLUMNS:
@@ -195,26 +209,75 @@ def stage_row(post: Mapping[str, Any]) -> tuple:
 _KEY = STAGE_NAMES.index("post_id")
 _UPDATED = STAGE_NAMES.index("updated_at")
 _DELETED = STAGE_NAMES.index("is_deleted")
+_VERSION = STAGE_NAMES.index("source_version")
+PHYSICAL_DELETE = "delete"  # the change data feed's _change_type of a row removed from the table
+
+# silver column -> staging column checked against TARGET_LIMITS
+_LIMITED = {"account_username": "username", "account_display_name": "display_name"}
 
 
-def latest_per_post(rows: Iterable[tuple]) -> list[tuple]:
-    """Keep one staging row per post_id: the newest updated_at; on a tie a tombstone beats a live row.
+def too_long(post: Mapping[str, Any]) -> str | None:
+    """The first silver column whose value does not fit its sync column, as `column (n chars / m bytes,
+    limit ...)`; None when all fit."""
+    from tootlake.silver.schema import TARGET_LIMITS
+
+    # a delete writes nothing but its key
+    limits = {"post_id": TARGET_LIMITS["post_id"]} if post.get("is_deleted") else TARGET_LIMITS
+    for name, (chars, octets) in limits.items():
+        value = post.get(name)
+        if not isinstance(value, str):
+            continue
+        size = len(value.encode("utf-8", "replace"))
+        if len(value) > chars or size > octets:
+            return (f"{_LIMITED.get(name, name)} is {len(value)} chars / {size} bytes, the column holds "
+                    f"{chars} chars / {octets} bytes")
+    return None
+
+
+def _order(row: tuple, change_type: str | None) -> tuple:
+    # (commit, live beats a physical delete in the same commit, wall clock, tombstone wins a tie)
+    version = row[_VERSION] if row[_VERSION] is not None else -1
+    return version, change_type != PHYSICAL_DELETE, row[_UPDATED], row[_DELETED]
+
+
+def latest_per_post(rows: Iterable[tuple | tuple[tuple, str | None]]) -> list[tuple]:
+    """Keep one staging row per post_id: the latest silver commit; within a commit a live row beats a
+    physical delete; then the newest updated_at, a tombstone winning a tie. Items are staging tuples or
+    (staging tuple, change type) pairs.
 
     The SQL on each target deduplicates again (a MERGE/ON CONFLICT refuses two source rows per key);
     doing it here too keeps the staged batch small.
     """
-    best: dict[str, tuple] = {}
-    for row in rows:
-        key = row[_KEY]
+    best: dict[str, tuple[tuple, tuple]] = {}
+    for item in rows:
+        row, change = item if len(item) == 2 and isinstance(item[0], tuple) else (item, None)
+        key, order = row[_KEY], _order(row, change)
         current = best.get(key)
-        if current is None or (row[_UPDATED], row[_DELETED]) > (current[_UPDATED], current[_DELETED]):
-            best[key] = row
-    return list(best.values())
+        if current is None or order > current[1]:
+            best[key] = (row, order)
+    return [row for row, _ in best.values()]
 
 
 def stage_rows(posts: Iterable[Mapping[str, Any]]) -> list[tuple]:
     """Silver rows (any order, repeats allowed) -> deduplicated staging tuples."""
-    return latest_per_post(stage_row(post) for post in posts)
+    return latest_per_post((stage_row(post), post.get("_change_type")) for post in posts)
+
+
+def stage_rows_checked(posts: Iterable[Mapping[str, Any]]) -> tuple[list[tuple], list[tuple[Mapping, str]]]:
+    """Like `stage_rows`, but a row that cannot be staged (too long for a column, an unknown platform or
+    status) is returned apart with the reason instead of failing the batch."""
+    staged: list[tuple[tuple, str | None]] = []
+    rejected: list[tuple[Mapping, str]] = []
+    for post in posts:
+        reason = too_long(post)
+        if reason is None:
+            try:
+                staged.append((stage_row(post), post.get("_change_type")))
+                continue
+            except (ValueError, TypeError, KeyError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+        rejected.append((post, reason))
+    return latest_per_post(staged), rejected
 
 
 def is_deleted(row: tuple) -> bool:

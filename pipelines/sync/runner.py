@@ -19,11 +19,12 @@ from pyspark.sql import functions as F
 from tootlake.pipelines.settings import Settings
 from tootlake.pipelines.streaming import AVAILABLE_NOW, apply_trigger, run_query
 from tootlake.pipelines.sync.postgres import BatchCounts, PostgresTarget
-from tootlake.pipelines.sync.records import SILVER_COLUMNS, stage_rows
+from tootlake.pipelines.sync.records import SILVER_COLUMNS, stage_rows_checked
 from tootlake.pipelines.sync.retry import RetryPolicy, SyncError
 
 SILVER_TABLE = "silver.posts"
 TARGETS = ("postgres", "oracle", "all")
+SYNC_REJECTED = "sync_rejected"  # quarantine rule of a silver row no target could take
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -67,15 +68,81 @@ def ensure_change_feed(spark: SparkSession, path: str, log: Callable[[str], None
             time.sleep(1 + attempt)
 
 
-def silver_rows(batch: DataFrame) -> list[dict]:
-    """A change-feed micro-batch -> silver rows (pre-images dropped; a physical delete is a tombstone)."""
+# Timestamps Python's datetime (years 1..9999) and both databases can hold; silver's rules keep others
+# out, this keeps a row written by any other writer from crashing the batch's conversion to Python.
+_TS_COLUMNS = ("created_at", "edited_at", "ingested_at", "deleted_at", "updated_at")
+_LINEAGE = ["bronze_partition", "bronze_offset", "_commit_version", "_change_type"]
+
+
+def silver_rows(batch: DataFrame, table_id: str | None = None) -> tuple[list[dict], list[tuple[dict, str]]]:
+    """A change-feed micro-batch -> (silver rows, rows rejected with a reason). Pre-images are dropped;
+    a physical delete is a tombstone; each row carries `_commit_version`, `_change_type`, `_table_id`."""
+    from tootlake.silver.timestamps import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, spark_literal
+
     rows = batch.where(F.col("_change_type") != "update_preimage")
     columns = [
         (F.col("is_deleted") | (F.col("_change_type") == "delete")).alias("is_deleted")
         if name == "is_deleted" else F.col(name)
         for name in SILVER_COLUMNS
     ]
-    return rows.select(*columns).toArrow().to_pylist()
+    bad_ts = [F.when(~F.col(c).between(spark_literal(EARLIEST_TIMESTAMP), spark_literal(LATEST_TIMESTAMP)),
+                     F.lit(c)) for c in _TS_COLUMNS]
+    rows = rows.select(*columns, *_LINEAGE, F.lit(table_id).alias("_table_id"),
+                       F.coalesce(*bad_ts).alias("_bad_timestamp"))
+    # out-of-range timestamps become text before Python sees them
+    rejected = rows.where(F.col("_bad_timestamp").isNotNull()).select(
+        *[F.col(c).cast("string").alias(c) if c in _TS_COLUMNS else F.col(c) for c in rows.columns])
+    good = rows.where(F.col("_bad_timestamp").isNull()).drop("_bad_timestamp").toArrow().to_pylist()
+    bad = [(r, f"{r['_bad_timestamp']} is outside years 1-9999") for r in rejected.toArrow().to_pylist()]
+    return good, bad
+
+
+def quarantine_sync_rows(spark: SparkSession, settings: Settings, rejected: list[tuple[dict, str]],
+                         rule: str, txn: tuple[str, int]) -> None:
+    """Rows the sync could not write -> silver/posts_quarantine (key = post_id, value = the silver row as
+    JSON, the rule and reason); a replayed batch is skipped by its Delta txn id."""
+    import datetime as dt
+    import json
+
+    from tootlake.pipelines.silver_job import QUARANTINE_TABLE
+    from tootlake.silver.schema import QUARANTINE_SCHEMA
+
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    data = [
+        (row.get("post_id"), json.dumps(row, default=str, ensure_ascii=False), [rule], reason[:1000],
+         row.get("bronze_partition"), row.get("bronze_offset"), now)
+        for row, reason in rejected
+    ]
+    (spark.createDataFrame(data, QUARANTINE_SCHEMA).write.format("delta").mode("append")
+     .option("txnAppId", txn[0]).option("txnVersion", txn[1])
+     .save(str(settings.table_path(QUARANTINE_TABLE))))
+
+
+def write_isolated(target: Any, staged: list[tuple], log: Callable[[str], None]) -> tuple[Any, list]:
+    """Write a batch to a target; when it fails on something record-level (a value the database refuses
+    that no check foresaw), bisect it: every other row is written, the poison is returned with its error.
+    Connection loss is retried inside write_batch and then raised, never isolated."""
+    from tootlake.pipelines.isolation import bisect, error_text, is_record_level
+    from tootlake.pipelines.sync.postgres import BatchCounts
+
+    try:
+        return target.write_batch(staged), []
+    except Exception as exc:
+        if not (is_record_level(exc) or _is_data_error(exc)):
+            raise
+        log(f"[sync] {target.name}: a batch of {len(staged)} rows failed on a record-level error; "
+            f"isolating it: {error_text(exc)}")
+        counts = BatchCounts()
+        poisoned = bisect(staged, lambda part: counts.add(target.write_batch(list(part))),
+                          record_level=lambda e: is_record_level(e) or _is_data_error(e), failed_with=exc)
+        counts.staged = len(staged)
+        return counts, [(row, error_text(err)) for row, err in poisoned]
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    # PostgreSQL SQLSTATE class 22 (data exception) and 23 (integrity violation): the row, not the server
+    code = getattr(exc, "pgcode", None) or ""
+    return code.startswith(("22", "23"))
 
 
 def run_sync(
@@ -103,9 +170,15 @@ def run_sync(
     if not DeltaTable.isDeltaTable(spark, silver_path):
         raise SyncError(f"no Delta table at {silver_path}: run `tootlake silver` first")
     ensure_change_feed(spark, silver_path, log)
+    table_id = DeltaTable.forPath(spark, silver_path).detail().select("id").first()[0]
     targets = make_targets(settings, target, log)
     totals = {t.name: BatchCounts() for t in targets}
     failure: list[BaseException] = []
+    rejected_total = [0]
+    checkpoint = settings.checkpoint_path(f"sync-{target}")
+    from tootlake.pipelines.silver_job import txn_app_id
+
+    txn_id = txn_app_id(checkpoint)
     if dq == "auto":
         from tootlake.pipelines.dq import Guard
 
@@ -122,18 +195,28 @@ def run_sync(
             except BaseException as exc:
                 failure.append(exc)
                 raise
-        staged = stage_rows(silver_rows(batch))
+        rows, rejected = silver_rows(batch, table_id)
+        staged, unstageable = stage_rows_checked(rows)
+        rejected += unstageable
+        by_key = {row["post_id"]: row for row in rows}
         for t in targets:
             try:
-                counts = t.write_batch(staged)
+                counts, poisoned = write_isolated(t, staged, log)
             except BaseException as exc:
                 failure.append(exc)
                 raise
+            rejected += [(by_key.get(row[0], {"post_id": row[0]}), f"{t.name}: {reason}")
+                         for row, reason in poisoned]
             totals[t.name].add(counts)
             if staged:
                 log(f"[sync] {t.name} batch {batch_id}: {counts.staged} posts staged, "
                     f"{counts.raw_upserted} raw / {counts.processed_upserted} processed upserted, "
                     f"{counts.raw_deleted} deleted")
+        if rejected:
+            quarantine_sync_rows(spark, settings, rejected, SYNC_REJECTED, (txn_id, batch_id))
+            rejected_total[0] += len(rejected)
+            log(f"[sync] batch {batch_id}: {len(rejected)} row(s) rejected into silver/posts_quarantine "
+                f"(rule {SYNC_REJECTED})")
 
     reader = spark.readStream.format("delta").option("readChangeFeed", "true")
     if max_files_per_trigger:
@@ -142,7 +225,7 @@ def run_sync(
         reader.load(silver_path)
         .writeStream.queryName(f"sync_{target}")
         .foreachBatch(write)
-        .option("checkpointLocation", str(settings.checkpoint_path(f"sync-{target}")))
+        .option("checkpointLocation", str(checkpoint))
     )
     query = apply_trigger(writer, trigger).start()
     try:
@@ -158,6 +241,7 @@ def run_sync(
             "target": target,
             "batches": report.batches,
             "rows_read": report.rows,
+            "rejected": rejected_total[0],
             "elapsed_s": round(report.elapsed_s, 2),
         }
         for t in targets:

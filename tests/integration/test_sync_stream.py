@@ -103,11 +103,15 @@ def test_stream_sync_edits_deletes_failed_gold_and_rerun(spark, settings, postgr
         third = run_sync(own, spark, copy_gold=False, log=lambda _: None)
         assert third["rows_read"] == 0 and snapshot(db) == before
 
-        # a new checkpoint re-reads the whole table: the same rows again change nothing
+        # a new checkpoint re-reads the whole table as of its latest commit: rows last written by an
+        # older commit are rewritten with the same content (the order key is the silver commit), the rest
+        # and the tombstone change nothing
+        content = "SELECT post_id, post_content, updated_at FROM rawposts ORDER BY post_id"
+        rows_before = query(db, content)
         shutil.rmtree(own.checkpoint_path("sync-postgres"))
         replay = run_sync(own, spark, copy_gold=False, log=lambda _: None)
-        assert replay["rows_read"] == n + 1 and replay["postgres"]["raw_upserted"] == 0
-        assert snapshot(db) == before
+        assert replay["rows_read"] == n + 1 and replay["postgres"]["raw_upserted"] == n - 3
+        assert query(db, content) == rows_before and counts(db) == (n, n)
 
 
 def test_server_stopped_during_a_run_then_rerun_completes(spark, settings, tmp_path):
@@ -187,3 +191,32 @@ def test_sigkill_mid_sync_then_restart_gives_exact_counts(spark, settings, postg
         assert rerun.returncode == 0, rerun.stderr[-2000:]
         assert counts(db) == (parts * per_part, parts * per_part)
         assert query(db, "SELECT count(DISTINCT post_id) FROM rawposts") == [(parts * per_part,)]
+
+
+def test_restore_then_sync_keeps_live_posts_and_odd_rows_go_to_quarantine(
+        spark, settings, postgres_conninfo, tmp_path):
+    with scratch_database(postgres_conninfo) as db:
+        own = lake_settings(settings, tmp_path, db)
+        posts = [silver_post(i) for i in range(5)]
+        posts.append(silver_post(5, visibility="v" * 40))  # too long for varchar(32): not from silver
+        append_silver(spark, own, posts)
+        first = run_sync(own, spark, copy_gold=False, log=lambda _: None)
+        assert counts(db) == (5, 5) and first["rejected"] == 1
+        quarantine = spark.read.format("delta").load(str(own.table_path("silver.posts_quarantine"))).collect()
+        assert [list(r.rules) for r in quarantine] == [["sync_rejected"]]
+        assert quarantine[0].key == posts[5]["post_id"] and "visibility is 40 chars" in quarantine[0].reason
+
+        later = T0 + dt.timedelta(hours=1)
+        merge_silver(spark, own, [silver_post(i, later, text=f"edited {i}") for i in range(3)])
+        run_sync(own, spark, copy_gold=False, log=lambda _: None)
+        assert query(db, "SELECT count(*) FROM rawposts WHERE post_content LIKE 'edited%%'", ())[0][0] == 3
+
+        # restore: the change feed shows delete + insert of each row, equal updated_at per pair
+        DeltaTable.forPath(spark, str(own.table_path("silver.posts"))).restoreToVersion(0)
+        run_sync(own, spark, copy_gold=False, log=lambda _: None)
+        assert counts(db) == (5, 5)  # nothing deleted
+        assert query(db, "SELECT count(*) FROM rawposts WHERE post_content LIKE 'edited%%'", ())[0][0] == 0
+        quarantined = spark.read.format("delta").load(str(own.table_path("silver.posts_quarantine")))
+        assert quarantined.count() == 2  # the restore's commit carried the odd row again
+        run_sync(own, spark, copy_gold=False, log=lambda _: None)  # a rerun quarantines nothing twice
+        assert spark.read.format("delta").load(str(own.table_path("silver.posts_quarantine"))).count() == 2

@@ -10,7 +10,15 @@ import pytest
 
 from tootlake.pipelines.sync import records
 from tootlake.pipelines.sync.postgres import copy_payload, copy_value
-from tootlake.pipelines.sync.records import STAGE_NAMES, clean_text, latest_per_post, stage_row, stage_rows
+from tootlake.pipelines.sync.records import (
+    STAGE_NAMES,
+    clean_text,
+    latest_per_post,
+    stage_row,
+    stage_rows,
+    stage_rows_checked,
+    too_long,
+)
 from tootlake.silver.schema import POSTS_SCHEMA
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -100,3 +108,43 @@ def test_platform_ids_match_both_seed_scripts():
         pairs = re.findall(r"(\d+)(?: AS PLATFORM_ID)?, '(\w+)'", text)
         seeded = {name.lower(): int(pid) for pid, name in pairs}
         assert seeded == records.PLATFORM_IDS, target
+
+
+def _versioned(post_id, version, change, updated, **kw):
+    # as runner.silver_rows gives them: a physical delete arrives as a tombstone
+    deleted = {"is_deleted": True} if change == "delete" else {}
+    return {**silver(post_id, updated, **kw, **deleted), "_commit_version": version, "_change_type": change,
+            "_table_id": "lake-1"}
+
+
+def test_the_commit_version_orders_rows_not_the_wall_clock():
+    # silver's clock stepped back: the later commit carries an older updated_at, and still wins
+    rows = stage_rows([_versioned("p1", 5, "update_postimage", T0, text="newer commit"),
+                       _versioned("p1", 4, "insert", T0 + dt.timedelta(hours=1), text="older commit")])
+    assert [col(r, "post_content") for r in rows] == ["newer commit"]
+    assert col(rows[0], "source_version") == 5 and col(rows[0], "source_table") == "lake-1"
+
+
+def test_a_restore_is_not_a_delete_of_a_live_post():
+    # `restore` shows in the change feed as delete + insert of one row in one commit (equal updated_at)
+    rows = stage_rows([_versioned("p1", 9, "delete", T0), _versioned("p1", 9, "insert", T0, text="live")])
+    assert len(rows) == 1 and col(rows[0], "is_deleted") is False and col(rows[0], "post_content") == "live"
+    # a real delete in a later commit still wins
+    rows = stage_rows([_versioned("p1", 9, "insert", T0), _versioned("p1", 10, "delete", T0)])
+    assert col(rows[0], "is_deleted") is True
+
+
+def test_values_too_long_for_a_target_column_are_rejected_not_truncated():
+    fine = silver("p1", T0, visibility="x" * 32, status_id="9" * 64)
+    long_visibility = silver("p2", T0, visibility="x" * 33)
+    long_key = silver("é" * 1001, T0)
+    wide_key = silver("😀" * 600, T0)  # 600 chars, 2,400 bytes: over PostgreSQL's index limit
+    unknown_platform = silver("p5", T0, platform="myspace")
+    staged, rejected = stage_rows_checked([fine, long_visibility, long_key, wide_key, unknown_platform])
+    assert [col(r, "post_id") for r in staged] == ["p1"]
+    reasons = {post["post_id"][:3]: reason for post, reason in rejected}
+    assert reasons["p2"].startswith("visibility is 33 chars")
+    assert reasons["é" * 3].startswith("post_id is 1001 chars")
+    assert "2400 bytes" in reasons["😀" * 3]
+    assert "myspace" in reasons["p5"]
+    assert too_long(fine) is None
