@@ -72,15 +72,28 @@ def metrics_rows(results_: list[RuleResult], table_rules: TableRules, run_id: st
     ]
 
 
-def append_metrics(settings: Settings, rows: list[dict[str, Any]]) -> None:
-    """Append rows to dq.metrics (created on first use)."""
+def append_metrics(settings: Settings, rows: list[dict[str, Any]],
+                   txn: tuple[str, int] | None = None) -> bool:
+    """Append rows to dq.metrics (created on first use). With `txn` = (app id, version) the append is
+    idempotent: skipped when the table already holds that version of that app id (a replayed micro-batch
+    after a crash counts its rules once). Returns whether rows were written."""
     if not rows:
-        return
-    from deltalake import write_deltalake
+        return False
+    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 
     path = settings.table_path(METRICS_TABLE)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_deltalake(str(path), pa.Table.from_pylist(rows, schema=METRICS_SCHEMA), mode="append")
+    properties = None
+    if txn is not None:
+        app_id, version = txn
+        if DeltaTable.is_deltatable(str(path)):
+            done = DeltaTable(str(path)).transaction_version(app_id)
+            if done is not None and done >= version:
+                return False
+        properties = CommitProperties(app_transactions=[Transaction(app_id, version)])
+    write_deltalake(str(path), pa.Table.from_pylist(rows, schema=METRICS_SCHEMA), mode="append",
+                    commit_properties=properties)
+    return True
 
 
 def fail_message(table_rules: TableRules, failed: list[tuple[RuleResult, list[str]]], job: str) -> str:
@@ -122,6 +135,8 @@ class Guard:
     history: list[dict[str, Any]] = field(default_factory=list)  # every metrics row of this run
     # Rules added to (or replacing by name) a table's rules for this run, by table name: tests, local policy.
     extra_rules: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
+    # The streaming query's identity (its checkpoint's txn app id): makes a replayed batch's metrics a no-op.
+    stream_id: str | None = None
 
     def __post_init__(self) -> None:
         self.run_id = self.run_id or new_run_id(self.job, self.clock())
@@ -155,8 +170,11 @@ class Guard:
     def _record(self, found: list[RuleResult], table_rules: TableRules, batch_id: int | None,
                 now: datetime) -> None:
         rows = metrics_rows(found, table_rules, self.run_id, self.job, batch_id, now)
-        append_metrics(self.settings, rows)
-        self.history.extend(rows)
+        txn = None
+        if self.stream_id and batch_id is not None:
+            txn = (f"{self.stream_id}/{table_rules.table}/{table_rules.hop}", int(batch_id))
+        if append_metrics(self.settings, rows, txn):
+            self.history.extend(rows)
 
     def needs_precheck(self, table_rules: TableRules) -> bool:
         """fail / drop rules must be known before the write; unique needs a distinct count (which an

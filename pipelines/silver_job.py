@@ -370,7 +370,8 @@ def run_silver(
     if dq == "auto":
         from tootlake.pipelines.dq import Guard
 
-        dq = Guard(settings, "silver", clock=writer.clock) if settings.dq_enabled else None
+        dq = (Guard(settings, "silver", clock=writer.clock, stream_id=writer.txn_app_id)
+              if settings.dq_enabled else None)
     writer.dq = dq
     query = start_silver_query(spark, settings, writer, trigger, max_files_per_trigger)
     try:

@@ -182,7 +182,7 @@ def run_sync(
     if dq == "auto":
         from tootlake.pipelines.dq import Guard
 
-        dq = Guard(settings, "sync") if settings.dq_enabled else None
+        dq = Guard(settings, "sync", stream_id=txn_id) if settings.dq_enabled else None
 
     def write(batch: DataFrame, batch_id: int) -> None:
         if before_batch is not None:

@@ -59,3 +59,15 @@ def test_dq_check_exits_2_when_tables_are_missing(monkeypatch, tmp_path, capsys)
     captured = capsys.readouterr()
     assert "FAIL gold.posts_daily: no Delta table" in captured.out
     assert "run `tootlake gold`" in captured.err
+
+
+def test_a_replayed_stream_batch_appends_its_metrics_once(settings, tmp_path):
+    s = settings.model_copy(update={"lake_dir": tmp_path / "lake"})
+    rows = [_row("run-before-crash", "silver.posts", "invalid_json", "drop", 100, 3, 7, 0)]
+    assert append_metrics(s, rows, txn=("stream-a/silver.posts/bronze->silver", 7))
+    replayed = [{**rows[0], "run_id": "run-after-restart"}]  # the restarted job sees batch 7 again
+    assert not append_metrics(s, replayed, txn=("stream-a/silver.posts/bronze->silver", 7))
+    assert append_metrics(s, replayed, txn=("stream-a/silver.posts/bronze->silver", 8))
+    assert append_metrics(s, rows, txn=("stream-b/silver.posts/bronze->silver", 7))  # another stream
+    metrics = load_metrics(s)
+    assert len(metrics) == 3 and list(metrics["run_id"]).count("run-before-crash") == 2
