@@ -210,7 +210,13 @@ def _dq(settings: Settings, tables: dict[str, Any]) -> dict[str, Any] | None:
                 entry["rows_failed"] += int(r["rows_failed"])
         runs[job] = {"run_id": run_id, "at": at.isoformat(timespec="seconds") if hasattr(at, "isoformat")
                      else str(at), "rules_checked": len({r["rule"] for r in run_rows}), "failed": failed}
-    return {"table": names[0], "runs": runs}
+    lost = [r for r in rows if r["rule"] == "kafka_offsets_lost" and r["rows_failed"]]
+    result: dict[str, Any] = {"table": names[0], "runs": runs}
+    if lost:  # records deleted by the broker before bronze read them: shown whatever run came after
+        last = max(r["checked_at"] for r in lost)
+        result["kafka_offsets_lost"] = {"records": sum(int(r["rows_failed"]) for r in lost),
+                                        "batches": len(lost), "last_at": last.isoformat(timespec="seconds")}
+    return result
 
 
 # --- all together --------------------------------------------------------------------------------------
@@ -355,5 +361,11 @@ def format_status(status: dict[str, Any]) -> str:
             failed = ", ".join(f"{rule} [{f['severity']}] {f['rows_failed']} rows"
                                for rule, f in sorted(run["failed"].items())) or "none failed"
             lines.append(f"  {job:<12} {run['at']}  {run['rules_checked']} rules: {failed}")
+    if dq and dq.get("kafka_offsets_lost"):
+        loss = dq["kafka_offsets_lost"]
+        lines.append(f"DATA LOSS: {loss['records']} Kafka record(s) in {loss['batches']} batch(es) were "
+                     f"deleted by the broker before bronze read them (last {loss['last_at']}); rule "
+                     "kafka_offsets_lost in dq.metrics has the offset ranges. Raise the topic's retention or "
+                     "run bronze more often.")
     lines.append(f"({status['elapsed_s']} s)")
     return "\n".join(lines)

@@ -47,11 +47,12 @@ def run_query(
     label: str,
     log: Callable[[str], None] = print,
     poll_s: float = 2.0,
+    on_progress: Callable[[dict], None] | None = None,
 ) -> QueryReport:
     """Wait for `query` to finish (available-now) or for SIGTERM/SIGINT, printing a line per batch.
 
     On a signal the query is stopped between batches, so the checkpoint stays consistent and a restart
-    resumes exactly where this run ended.
+    resumes exactly where this run ended. `on_progress` is called once per new batch's progress.
     """
     stop = threading.Event()
     previous = {}
@@ -65,13 +66,13 @@ def run_query(
     try:
         while query.isActive and not stop.is_set():
             query.awaitTermination(poll_s)
-            _collect(query, report, seen_batches, label, log)
+            _collect(query, report, seen_batches, label, log, on_progress)
         if stop.is_set():
             report.stopped_by_signal = True
             log(f"[{label}] stopping on signal after the current batch")
             query.stop()
         query.awaitTermination()
-        _collect(query, report, seen_batches, label, log)
+        _collect(query, report, seen_batches, label, log, on_progress)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -82,12 +83,15 @@ def run_query(
     return report
 
 
-def _collect(query, report: QueryReport, seen: set[int], label: str, log: Callable[[str], None]) -> None:
+def _collect(query, report: QueryReport, seen: set[int], label: str, log: Callable[[str], None],
+             on_progress: Callable[[dict], None] | None = None) -> None:
     for progress in query.recentProgress:
         batch_id = progress.get("batchId")
         if batch_id in seen:
             continue
         seen.add(batch_id)
+        if on_progress is not None:
+            on_progress(progress)
         rows = int(progress.get("numInputRows", 0))
         if rows == 0 and report.batches:
             continue

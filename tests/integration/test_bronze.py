@@ -102,3 +102,61 @@ def test_sigkill_mid_stream_then_restart_has_no_loss_and_no_duplicate(
     assert bronze.count() == len(keys)
     assert bronze.select("partition", "offset").distinct().count() == len(keys)
     assert sorted(row.key for row in bronze.select("key").collect()) == sorted(keys)
+
+
+def test_offsets_deleted_before_bronze_read_them_are_a_visible_dq_failure(
+    spark, settings, kafka_bootstrap, unique_name, tmp_path
+):
+    import datetime as dt
+
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+    from deltalake import DeltaTable
+
+    from tootlake.pipelines.bronze_job import LOST_OFFSETS_RULE
+    from tootlake.pipelines.dq import METRICS_TABLE
+    from tootlake.pipelines.mastodon_source import SourceEvent
+    from tootlake.pipelines.status import collect_status, format_status
+
+    settings = _isolated(settings, tmp_path, unique_name)
+    now = dt.datetime.now(dt.UTC)
+
+    def events(start: int, n: int) -> list[SourceEvent]:
+        return [SourceEvent("status", {"id": str(i), "created_at": "2024-01-01T00:00:00Z", "content": "x",
+                                       "account": {"id": "1"}}, None, "loss.example", now)
+                for i in range(start, start + n)]
+
+    assert produce_events(settings, events(0, 30), filters=NO_FILTERS).delivered == 30
+    assert run_bronze(spark, settings).rows == 30
+    read_up_to = {r.partition: r.next for r in spark.read.format("delta").load(
+        str(settings.table_path(BRONZE_TABLE))).groupBy("partition").agg({"offset": "max"})
+        .selectExpr("partition", "`max(offset)` + 1 AS next").collect()}
+    assert produce_events(settings, events(30, 60), filters=NO_FILTERS).delivered == 60
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": unique_name})
+    cut, expected_lost = [], 0
+    for partition in range(3):
+        _, high = consumer.get_watermark_offsets(TopicPartition(settings.kafka_topic, partition), timeout=10)
+        start = read_up_to.get(partition, 0)
+        lost = min(5, high - start)
+        expected_lost += lost
+        cut.append(TopicPartition(settings.kafka_topic, partition, start + lost))
+    consumer.close()
+    # the broker deletes up to 5 unread records of each partition, as retention would
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    for tp in cut:
+        if tp.offset > 0:
+            for future in admin.delete_records([tp], request_timeout=30, operation_timeout=30).values():
+                future.result(timeout=60)
+    assert expected_lost > 0
+
+    lines: list[str] = []
+    report = run_bronze(spark, settings, log=lines.append)
+    assert report.rows == 60 - expected_lost  # the stream went on with what was left
+    assert any(line.startswith("[bronze] ERROR:") for line in lines)
+    metrics = DeltaTable(str(settings.table_path(METRICS_TABLE))).to_pyarrow_table().to_pylist()
+    lost_rows = [m for m in metrics if m["rule"] == LOST_OFFSETS_RULE]
+    assert sum(m["rows_failed"] for m in lost_rows) == expected_lost
+    assert all(m["severity"] == "fail" for m in lost_rows)
+    status = collect_status(settings)
+    assert status["dq"]["kafka_offsets_lost"]["records"] == expected_lost
+    assert f"DATA LOSS: {expected_lost} Kafka record(s)" in format_status(status)
