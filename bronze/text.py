@@ -17,6 +17,10 @@ _LINE_TAGS = frozenset({"li", "div", "tr"})
 _SKIP_TAGS = frozenset({"script", "style", "template"})
 _BR, _LINE, _PARA = 1, 2, 3  # break kinds: <br> adds up, line/paragraph edges do not
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
+# Whitespace inside <pre> is protected by Unicode noncharacters (never valid in interchanged text, so
+# removed from the input first): control characters such as NUL in a post stay what they are.
+_PRE_NEWLINE, _PRE_SPACE, _PRE_TAB = "\ufdd0", "\ufdd1", "\ufdd2"
+_MARKERS = re.compile("[\ufdd0-\ufdd2]")
 
 # Mastodon's own rule, simplified: `#` not preceded by a word char, `/`, `&` or `#` (URL fragments,
 # entities), followed by word chars of which at least one is not a digit ("#2023" is not a hashtag).
@@ -91,7 +95,8 @@ class _TextExtractor(HTMLParser):
             return
         if self._pre_depth:
             # protected whitespace, restored at the end
-            self.parts.append(data.replace("\n", "\x00").replace(" ", "\x01").replace("\t", "\x02"))
+            protected = data.replace("\n", _PRE_NEWLINE).replace(" ", _PRE_SPACE)
+            self.parts.append(protected.replace("\t", _PRE_TAB))
         else:
             self.parts.append(data)
 
@@ -107,7 +112,7 @@ def html_to_text(html: str | None) -> str:
     if not html:
         return ""
     parser = _TextExtractor()
-    parser.feed(html)
+    parser.feed(_MARKERS.sub("", html))
     parser.close()
     out: list[str] = []
     pending = 0  # newlines owed before the next text run
@@ -128,7 +133,7 @@ def html_to_text(html: str | None) -> str:
         pending = 0
         out.append(text)
     text = "".join(out).strip()
-    return text.replace("\x00", "\n").replace("\x01", " ").replace("\x02", "\t")
+    return text.replace(_PRE_NEWLINE, "\n").replace(_PRE_SPACE, " ").replace(_PRE_TAB, "\t")
 
 
 def hashtags(tags: Iterable[object] | None = None, text: str | None = None) -> list[str]:

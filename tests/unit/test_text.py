@@ -97,3 +97,9 @@ def test_hashtags_on_real_statuses_cover_the_tags_field() -> None:
         assert found == [t.lower() for t in found]
         checked += bool(tags)
     assert checked > 200
+
+
+def test_control_characters_are_not_taken_for_protected_whitespace() -> None:
+    # NUL, SOH and STX used to be the <pre> markers: a NUL in a post became a newline
+    assert html_to_text("<p>a\x00b\x01c\x02d</p>") == "a\x00b\x01c\x02d"
+    assert html_to_text("<pre>x  y\n\tz</pre>\ufdd0") == "x  y\n\tz"
