@@ -71,6 +71,24 @@ STATUS_SCHEMA = StructType(
 
 _JSON_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
 
+# JSON escapes of lone UTF-16 surrogates (`"\ud83d"` without its pair) are legal JSON but no character:
+# Java would turn them into `?`. They become U+FFFD before parsing, as the producer and the sync do.
+# The prefix keeps an escaped backslash (`\\ud83d` is text, not an escape) as it is.
+_LONE_HIGH = r"(?<!\\)((?:\\\\)*)\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+_LONE_LOW = r"(?<!\\)((?:\\\\)*)(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_REPLACEMENT = "$1\\\\ufffd"
+
+# Text fields (JSON path -> allowed JSON types): an object, array or boolean there is a wrong type, not
+# text to store. Timestamps may also be epoch numbers.
+_TEXT = r"^STRING$"
+_TIME = r"^(STRING|BIGINT|INT|SMALLINT|TINYINT|DOUBLE|FLOAT|DECIMAL\([0-9]+,[0-9]+\))$"
+ENVELOPE_TEXT_FIELDS = {"$.event": _TEXT, "$.instance": _TEXT, "$.fetched_at": _TIME}
+STATUS_TEXT_FIELDS = {
+    "$.uri": _TEXT, "$.url": _TEXT, "$.created_at": _TIME, "$.edited_at": _TIME, "$.language": _TEXT,
+    "$.visibility": _TEXT, "$.spoiler_text": _TEXT, "$.content": _TEXT, "$.account.acct": _TEXT,
+    "$.account.username": _TEXT, "$.account.display_name": _TEXT,
+}
+
 
 def _json_type(variant: Column, path: str) -> Column:
     """The JSON type of a field as variant names it (`STRING`, `BIGINT`, `OBJECT<...>`...); null if absent."""
@@ -84,11 +102,20 @@ def _variant_type(variant: Column) -> Column:
     return F.when(variant.isNotNull(), F.schema_of_variant(variant))
 
 
+def _first_bad_text_field(variant: Column, fields: dict[str, str], prefix: str) -> Column:
+    """The first of `fields` whose JSON type is not allowed (e.g. `status.content: OBJECT<...>`)."""
+    return F.coalesce(*[
+        F.when(~_json_type(variant, path).rlike(allowed), F.lit(f"{prefix}{path[2:]}"))
+        for path, allowed in fields.items()
+    ])
+
+
 def parse_records(bronze: DataFrame) -> DataFrame:
     """One row per bronze record: raw record + envelope + status fields (ids/timestamps as text)."""
     # Kafka bytes become text without validation: a record that is not UTF-8 is judged, never parsed.
     utf8 = F.coalesce(F.is_valid_utf8("key"), F.lit(True)) & F.coalesce(F.is_valid_utf8("value"), F.lit(True))
-    value = F.when(utf8, F.col("value"))
+    value = F.when(utf8, F.regexp_replace(F.regexp_replace("value", _LONE_HIGH, _REPLACEMENT),
+                                          _LONE_LOW, _REPLACEMENT))
     df = bronze.select(
         "key",
         "value",
@@ -123,6 +150,9 @@ def parse_records(bronze: DataFrame) -> DataFrame:
         _variant_type(F.col("_status_variant")).alias("status_type"),
         (F.col(f"st.{CORRUPT}").isNotNull() & F.col("_status_variant").isNotNull()).alias("status_corrupt"),
         _json_type(F.col("_status_variant"), "$.id").alias("id_type"),
+        F.coalesce(_first_bad_text_field(F.col("_value_variant"), ENVELOPE_TEXT_FIELDS, ""),
+                   _first_bad_text_field(F.col("_status_variant"), STATUS_TEXT_FIELDS, "status."))
+        .alias("bad_text_field"),
         F.trim("st.id").alias("status_id"),
         F.col("st.uri").alias("uri"),
         F.col("st.url").alias("url"),

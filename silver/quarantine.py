@@ -90,9 +90,10 @@ def rules(now: datetime, max_content_chars: int, future_tolerance: timedelta) ->
                  | _bad_id_type(df["id_type"])
                  | (df["account_type"].isNotNull() & ~df["account_type"].startswith("OBJECT"))
                  | _bad_id_type(df["account_id_type"])
+                 | df["bad_text_field"].isNotNull()
              ),
              "a field has the wrong JSON type (status not an object, id not a string/integer, "
-             "boolean/count/account fields of another type)"),
+             "boolean/count/account fields of another type, an object/array/boolean where text belongs)"),
         Rule("missing_id", lambda df: valid(df) & (_blank(df["status_id"]) | _blank(df["post_id"])),
              "status.id is missing, so the post key cannot be built"),
         Rule("missing_created_at", lambda df: status(df) & _blank(df["created_at_raw"]),

@@ -246,3 +246,26 @@ def test_values_longer_than_a_sync_column_are_quarantined(spark, field):
 
 def judge_with_key(spark, key):
     return with_rule_failures(parse_records(bronze(spark, [envelope(status())], key=key)), NOW)
+
+
+def test_objects_or_arrays_where_text_belongs_are_wrong_types(spark):
+    got = rules_of(spark, {
+        "content object": envelope(status(content={"html": "<p>x</p>"})),
+        "language array": envelope(status(language=["en"])),
+        "acct boolean": envelope(status(account={"id": "1", "acct": True})),
+        "instance array": envelope(status(), instance=["mastodon.social"]),
+        "event object": envelope(status(), event={"e": 1}),
+        "epoch created_at is fine": envelope(status(created_at=1697740197)),
+    })
+    assert got == {"content object": ["wrong_type"], "language array": ["wrong_type"],
+                   "acct boolean": ["wrong_type"], "instance array": ["wrong_type"],
+                   "event object": ["unknown_event", "wrong_type"], "epoch created_at is fine": []}
+
+
+def test_lone_surrogate_escapes_become_the_replacement_character(spark):
+    content = "<p>half \ud83d, low \udc00, pair \U0001F600, text \\ud83d</p>"
+    value = json.dumps({"schema_version": 1, "event": "status", "instance": "mastodon.social",
+                        "fetched_at": "2023-10-20T16:00:00.000Z", "status": status(content=content)})
+    row = judge(spark, [value]).first()
+    assert list(row.rules) == []
+    assert row.content_html == "<p>half \ufffd, low \ufffd, pair \U0001F600, text \\ud83d</p>"
