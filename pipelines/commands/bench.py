@@ -15,6 +15,7 @@ BENCHES = [
     ("sync", "tootlake.pipelines.bench_sync", "PostgreSQL upsert rows/s vs plain COPY (ratio)"),
     ("models", "tootlake.models.bench", "threat model posts/s per batch size, sentiment posts/s"),
     ("dq", "tootlake.pipelines.bench_dq", "silver/gold time with data-quality rules on vs off, one GX run"),
+    ("fuzz", "tootlake.pipelines.bench_fuzz", "hostile records through broker, bronze, silver and sync"),
 ]
 
 
