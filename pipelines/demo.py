@@ -81,7 +81,8 @@ def run_demo(settings: Settings, log: Log = print, max_posts: int | None = None)
     log(f"   {counts}")
     log(f"   gold tables copied: {len(sync_report.get('gold_tables') or {})}")
     if settings.uses_embedded_postgres:
-        log(f"   look: psql -h 127.0.0.1 -p {settings.postgres_port} -U {settings.postgres_user} "
+        log(f"   look: PGPASSFILE={settings.postgres_passfile} psql -h 127.0.0.1 -p {settings.postgres_port} "
+            f"-U {settings.postgres_user} "
             f"{settings.postgres_db} -c 'SELECT threat_level, count(*) FROM processedposts GROUP BY 1'")
     _done(log, started)
 
