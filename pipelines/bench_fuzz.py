@@ -162,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         if items:
             print(f"[fuzz] {name_}: {len(items)}, e.g. {items[:5]}", flush=True)
     print(f"[fuzz] {'PASSED' if verdict.ok() and not figures['stage_restarts'] else 'FAILED'}: "
-          f"{figures['arrived']} of {figures['expected_posts']} expected posts arrived, "
+          f"{figures['expected_posts'] - figures['lost']} of {figures['expected_posts']} expected posts "
+          f"arrived ({figures['arrived']} rows with the deeply nested posts within parser limits), "
           f"{figures['quarantined']} records quarantined; lake in {scratch}", flush=True)
     if not args.keep:
         import shutil
