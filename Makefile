@@ -3,7 +3,7 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq notebooks clean run run-once status drill
+.PHONY: setup demo test test-unit test-integration test-oracle lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq bench-fuzz notebooks clean run run-once status drill
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
@@ -19,6 +19,11 @@ test-unit: setup
 
 test-integration: setup
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+# Oracle (ORACLE_DSN, ORACLE_USER, ORACLE_PASSWORD [, ORACLE_WALLET_DIR] in .env): the randomised sync
+# sequences and the fixed scenario on your database; fails when Oracle is not configured.
+test-oracle: setup  ## the Oracle sync on a real Oracle database (Autonomous DB with a wallet, Oracle Free)
+	TOOTLAKE_REQUIRE_ORACLE=1 $(PY) -m pytest tests/unit/test_sync_oracle.py tests/integration/test_sync_oracle_live.py $(PYTEST_ARGS)
 
 lint:
 	.venv/bin/ruff check .
@@ -53,6 +58,9 @@ bench-sync: setup     ## PostgreSQL upsert rows/s vs plain COPY of the same rows
 
 bench-dq: setup       ## silver and gold with data-quality rules on vs off (overhead, goal <= 10%), one GX validation
 	$(TOOTLAKE) bench dq
+
+bench-fuzz: setup     ## hostile-input campaign: 10,000 valid and malformed records through run --once (lost 0?)
+	$(TOOTLAKE) bench fuzz --records 10000
 
 notebooks: setup  ## run notebooks/*.ipynb on the lake: plots in var/plots/, executed copies in var/notebooks/
 	$(PY) -c "from tootlake.pipelines.analysis import run_notebooks; raise SystemExit(run_notebooks())"
