@@ -1,6 +1,7 @@
 -- RAWPOSTS: one row per post (latest edit wins), synced from silver/posts.
 -- The older system's columns first (same names), tootlake's after. Timestamps are UTC without zone.
--- Booleans are NUMBER(1) 0/1. VARCHAR2 values longer than their column are cut (pipelines/sync/oracle.py).
+-- Booleans are NUMBER(1) 0/1. A value longer than its VARCHAR2 column is rejected before the database
+-- sees it, never cut (pipelines/sync/oracle.py, check_rows).
 CREATE TABLE RAWPOSTS (
     POST_ID          VARCHAR2(1000 CHAR)  NOT NULL,
     PLATFORM_ID      NUMBER(5)            NOT NULL,
@@ -27,6 +28,8 @@ CREATE TABLE RAWPOSTS (
     REBLOGS_COUNT    NUMBER(19),
     FAVOURITES_COUNT NUMBER(19),
     UPDATED_AT       TIMESTAMP(6)         NOT NULL,
+    SOURCE_TABLE     VARCHAR2(64 CHAR),    -- silver/posts' Delta table id
+    SOURCE_VERSION   NUMBER(19),           -- its commit that wrote the row: the order key
     SYNCED_AT        TIMESTAMP(6)         DEFAULT SYS_EXTRACT_UTC(SYSTIMESTAMP) NOT NULL,
     CONSTRAINT RAWPOSTS_PK PRIMARY KEY (POST_ID),
     CONSTRAINT RAWPOSTS_PLATFORM_FK FOREIGN KEY (PLATFORM_ID) REFERENCES PLATFORMS (PLATFORM_ID)

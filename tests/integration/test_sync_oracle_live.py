@@ -1,16 +1,23 @@
-"""The Oracle sync path against a real Oracle database: runs only when ORACLE_DSN is set (skipped otherwise).
+"""The Oracle sync path against a real Oracle database: runs only when Oracle is configured (else skipped).
 
 Uses ORACLE_DSN / ORACLE_USER / ORACLE_PASSWORD / ORACLE_WALLET_DIR from the environment or .env, applies
-sql/oracle (idempotent), and writes posts whose ids start with a unique prefix, removed afterwards.
+sql/oracle (idempotent), and writes posts whose ids start with a unique prefix, removed afterwards. Besides
+the fixed scenario it runs the randomised change-feed sequences of tests/integration/sync_sequences.py (the
+ones test_oracle_semantics.py runs on PostgreSQL) and checks the rows against the same model after every
+batch. `make test-oracle` runs this file and fails, instead of skipping, when Oracle is not configured;
+TOOTLAKE_ORACLE_SEQUENCES sets how many sequences (default 25).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from sync_sequences import Sink, SyncSequence, read_postgres_like, run_sequence, sequences
 from sync_support import EDGE_TEXTS, T0, silver_post, tombstone  # tests/integration is on sys.path
 
 from tootlake.pipelines.settings import load_settings
@@ -19,25 +26,45 @@ from tootlake.pipelines.sync.oracle import OracleTarget, connect_from_settings
 from tootlake.pipelines.sync.records import stage_rows
 from tootlake.pipelines.sync.retry import RetryPolicy
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not os.environ.get("ORACLE_DSN"), reason="ORACLE_DSN is not set (no Oracle here)"),
-]
+pytestmark = pytest.mark.integration
 N = 30
+SEQUENCES = int(os.environ.get("TOOTLAKE_ORACLE_SEQUENCES", "25"))
+
+
+def _configured():
+    live = load_settings()
+    return live if live.oracle_dsn is not None and live.oracle_user else None
+
+
+@pytest.fixture(scope="module")
+def oracle_settings():
+    live = _configured()
+    if live is None:
+        message = "Oracle is not configured: set ORACLE_DSN, ORACLE_USER, ORACLE_PASSWORD (env or .env)"
+        if os.environ.get("TOOTLAKE_REQUIRE_ORACLE") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    setup = connect_from_settings(live)
+    dbinit.init_oracle(setup, log=lambda _: None)
+    setup.close()
+    return live
+
+
+def _delete_prefix(conn, prefix: str) -> None:
+    cursor = conn.cursor()
+    cursor.execute("DELETE FROM PROCESSEDPOSTS WHERE RAW_POST_ID LIKE :p", p=prefix + "%")
+    cursor.execute("DELETE FROM RAWPOSTS WHERE POST_ID LIKE :p", p=prefix + "%")
+    conn.commit()
 
 
 @pytest.fixture
-def oracle_target():
-    settings = load_settings()
+def oracle_target(oracle_settings):
     prefix = f"https://oracle-test-{uuid.uuid4().hex[:8]}.example/"
-    setup = connect_from_settings(settings)
-    dbinit.init_oracle(setup, log=lambda _: None)
-    target = OracleTarget(lambda: connect_from_settings(settings), retry=RetryPolicy(2, 0.5), log=print)
+    setup = connect_from_settings(oracle_settings)
+    target = OracleTarget(lambda: connect_from_settings(oracle_settings), retry=RetryPolicy(2, 0.5),
+                          log=print)
     yield target, prefix, setup
-    cursor = setup.cursor()
-    cursor.execute("DELETE FROM PROCESSEDPOSTS WHERE RAW_POST_ID LIKE :p", p=prefix + "%")
-    cursor.execute("DELETE FROM RAWPOSTS WHERE POST_ID LIKE :p", p=prefix + "%")
-    setup.commit()
+    _delete_prefix(setup, prefix)
     target.close()
     setup.close()
 
@@ -85,3 +112,32 @@ def test_oracle_same_scenario(oracle_target):
     cursor.execute("SELECT PROCESSING_STATUS FROM PROCESSEDPOSTS WHERE RAW_POST_ID = :p",
                    p=f"{prefix}{N - 1}")
     assert cursor.fetchone()[0] == "FAILED"
+
+
+@pytest.fixture(scope="module")
+def sequence_target(oracle_settings):
+    reader = connect_from_settings(oracle_settings)
+    target = OracleTarget(lambda: connect_from_settings(oracle_settings), retry=RetryPolicy(2, 0.5),
+                          log=lambda _: None)
+    yield target, reader
+    target.close()
+    reader.close()
+
+
+@settings(max_examples=SEQUENCES, deadline=None, database=None, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.large_base_example])
+@given(sequence=sequences())
+def test_oracle_random_sequences_match_the_model(sequence_target, sequence: SyncSequence):
+    """The randomised sequences on the real Oracle: after every batch the rows are what the model says."""
+    target, reader = sequence_target
+    prefix = f"https://oracle-seq-{uuid.uuid4().hex[:8]}.example/"
+
+    def read():
+        with contextlib.closing(reader.cursor()) as cursor:
+            return read_postgres_like(cursor, True, " WHERE {key} LIKE :p", {"p": prefix + "%"})
+
+    try:
+        run_sequence(sequence, [Sink("oracle", target, read, None, empty_is_null=True)], prefix=prefix)
+    finally:
+        _delete_prefix(reader, prefix)
