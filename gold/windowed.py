@@ -48,7 +48,9 @@ def split_late(windowed_posts: DataFrame, watermark: datetime | None) -> tuple[D
 def new_posts(changes: DataFrame) -> DataFrame:
     """Posts a change-data-feed batch of silver/posts really adds: one row per `insert`, except an insert
     beside a `delete` of the same post in the same commit (a file rewrite such as `restore`: the post was
-    there before, counting it again would count it twice)."""
+    there before, counting it again would count it twice). A frame without change columns is all new."""
+    if "_change_type" not in changes.columns:
+        return changes
     rewritten = changes.where(F.col("_change_type") == "delete").select("post_id", "_commit_version")
     return (changes.where(F.col("_change_type") == "insert")
             .join(rewritten, ["post_id", "_commit_version"], "left_anti")

@@ -95,3 +95,15 @@ def test_stream_from_silver_change_feed(spark, stream_settings, shared_data):
 
     third = run_gold_stream(stream_settings, spark, progress=False)  # nothing new: nothing changes
     assert third == second
+
+
+def test_a_restore_in_the_change_feed_is_not_counted_again(spark):
+    from tootlake.gold.windowed import new_posts
+
+    changes = spark.createDataFrame(
+        [("a", "insert", 3), ("b", "insert", 3),   # new posts
+         ("a", "delete", 7), ("a", "insert", 7),   # restore: a rewritten, not new
+         ("c", "insert", 7), ("b", "delete", 9)],  # c is new; b physically deleted
+        "post_id string, _change_type string, _commit_version long")
+    assert sorted(r.post_id for r in new_posts(changes).collect()) == ["a", "b", "c"]
+    assert "_change_type" not in new_posts(changes).columns
