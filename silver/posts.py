@@ -114,7 +114,8 @@ def plan_scoring(
     sentiment_model_version: str | None,
     retry_failed: bool = True,
 ) -> DataFrame:
-    """Adds `needs_scoring` and carries the stored scores over when the post need not be scored again.
+    """Adds `needs_scoring` and `is_new_post` (silver has no row for it yet) and carries the stored
+    scores over when the post need not be scored again.
 
     A post is scored when it is new, its text changed, a model version changed, or its last scoring
     failed (unless `retry_failed` is false: no models this run); tombstones are never scored.
@@ -142,7 +143,8 @@ def plan_scoring(
         | ~F.col("_stored_sentiment_model_version").eqNullSafe(F.lit(sentiment_model_version))
     )
     needs = ~F.col("is_deleted") & ~ignored & changed
-    out = joined.withColumn("needs_scoring", needs)
+    # silver has no row for this post yet (is_deleted is never null in a stored row)
+    out = joined.withColumns({"needs_scoring": needs, "is_new_post": F.col("_stored_is_deleted").isNull()})
     for column in SCORE_COLUMNS:
         out = out.withColumn(
             column,
@@ -153,7 +155,8 @@ def plan_scoring(
 
 
 def to_posts_rows(scored: DataFrame, updated_at: Column) -> DataFrame:
-    """silver/posts columns in contract order (POSTS_SCHEMA) + `version_at`, `needs_scoring` for MERGE."""
+    """silver/posts columns in contract order (POSTS_SCHEMA) + `version_at`, `needs_scoring` for MERGE and
+    `is_new_post` (true when the planner said so; rows not planned against silver count as existing)."""
     tomb = F.col("is_deleted")
     columns = []
     for field in POSTS_SCHEMA.fields:
@@ -165,7 +168,9 @@ def to_posts_rows(scored: DataFrame, updated_at: Column) -> DataFrame:
             col = F.col(field.name)
         columns.append(col.cast(field.dataType).alias(field.name))
     needs = F.coalesce("needs_scoring", F.lit(False)).alias("needs_scoring")
-    return scored.select(*columns, "version_at", needs)
+    is_new = (F.coalesce("is_new_post", F.lit(False)) if "is_new_post" in scored.columns
+              else F.lit(False)).alias("is_new_post")
+    return scored.select(*columns, "version_at", needs, is_new)
 
 
 # --- MERGE into silver/posts (t = target, s = to_posts_rows output) ----------------------------------

@@ -136,6 +136,8 @@ def test_plan_scoring_scores_only_what_changed(spark):
                      "x.test/7": True}  # new post
     assert got["x.test/1"].threat_score == 0.7 and got["x.test/1"].processing_status == "SUCCESS"
     assert got["x.test/2"].threat_score is None
+    # only post 7 is unknown to silver: a batch of such posts may be appended instead of MERGEd
+    assert {pid for pid, r in got.items() if r.is_new_post} == {"x.test/7"}
     # without models this run, a failed row is not retried (it would only be marked FAILED again)
     no_retry = plan_scoring(latest_per_post(incoming), current, "threat-v2", "sent-v1", retry_failed=False)
     assert no_retry.where("post_id = 'x.test/4'").first().needs_scoring is False
