@@ -3,7 +3,7 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration test-oracle lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq bench-fuzz notebooks clean run run-once status drill
+.PHONY: setup demo test test-unit test-integration test-oracle lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq bench-fuzz bench-freshness notebooks clean run run-once status drill
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
@@ -61,6 +61,11 @@ bench-dq: setup       ## silver and gold with data-quality rules on vs off (over
 
 bench-fuzz: setup     ## hostile-input campaign: 10,000 valid and malformed records through run --once (lost 0?)
 	$(TOOTLAKE) bench fuzz --records 10000
+
+FRESHNESS_MINUTES ?= 10
+bench-freshness: setup  ## `tootlake run` end to end at 5 then 50 posts/s: latency to PROCESSEDPOSTS, backlog, RSS, CPU
+	$(TOOTLAKE) bench freshness --rate 5 --minutes $(FRESHNESS_MINUTES)
+	$(TOOTLAKE) bench freshness --rate 50 --minutes $(FRESHNESS_MINUTES)
 
 notebooks: setup  ## run notebooks/*.ipynb on the lake: plots in var/plots/, executed copies in var/notebooks/
 	$(PY) -c "from tootlake.pipelines.analysis import run_notebooks; raise SystemExit(run_notebooks())"

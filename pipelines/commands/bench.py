@@ -16,6 +16,8 @@ BENCHES = [
     ("models", "tootlake.models.bench", "threat model posts/s per batch size, sentiment posts/s"),
     ("dq", "tootlake.pipelines.bench_dq", "silver/gold time with data-quality rules on vs off, one GX run"),
     ("fuzz", "tootlake.pipelines.bench_fuzz", "hostile records through broker, bronze, silver and sync"),
+    ("freshness", "tootlake.pipelines.bench_freshness",
+     "per-post latency Kafka -> PROCESSEDPOSTS under `tootlake run`, backlog, peak RSS, CPU"),
 ]
 
 
