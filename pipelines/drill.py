@@ -81,7 +81,8 @@ class DrillReport:
         lines = [
             f"produced {self.produced_events} events "
             f"({self.expected_posts} distinct posts expected in PostgreSQL)",
-            f"bronze {self.bronze_rows} rows ({self.bronze_keys} distinct keys; a killed producer replays)",
+            f"bronze {self.bronze_rows} rows ({self.bronze_keys} distinct keys; a killed producer resends "
+            "what was not confirmed)",
             f"silver {self.silver_posts} posts, {self.quarantined} quarantined",
             f"synced RAWPOSTS {self.rawposts} rows / {self.rawposts_distinct} distinct, PROCESSEDPOSTS "
             f"{self.processedposts} rows / {self.processedposts_distinct} distinct; "

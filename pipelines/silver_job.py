@@ -184,6 +184,11 @@ def append_quarantine(spark: SparkSession, path: str, rows: DataFrame, txn: tupl
     """Append to silver/posts_quarantine, skipping records it already has (same bronze position and
     bytes): a re-read of bronze from a fresh checkpoint, or a re-attempted part of a batch, is a no-op."""
     known = spark.read.format("delta").load(path).select("bronze_partition", "bronze_offset", "value")
+    # Only the bronze offsets this batch spans: quarantine files are written batch by batch in offset
+    # order, so their statistics let Delta skip every other file (no scan of the whole table).
+    low, high = rows.agg(F.min("bronze_offset"), F.max("bronze_offset")).first()
+    if low is not None:
+        known = known.where(F.col("bronze_offset").between(low, high))
     writer = (rows.join(known, on=["bronze_partition", "bronze_offset", "value"], how="left_anti")
               .write.format("delta").mode("append"))
     if txn is not None:
@@ -233,7 +238,9 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
         lap("quarantine_append")
 
         posts_path = str(settings.table_path(POSTS_TABLE))
-        current = spark.read.format("delta").load(posts_path)
+        # Only the batch's posts: a broadcast semi-join reads silver once without shuffling all of it.
+        batch_keys = F.broadcast(judged.where(F.size("rules") == 0).select("post_id").distinct())
+        current = spark.read.format("delta").load(posts_path).join(batch_keys, "post_id", "left_semi")
         planned = plan_scoring(
             latest_per_post(post_versions(judged)), current,
             ctx.scorer.threat_model_version if ctx.scorer else None,
