@@ -100,6 +100,13 @@ def record_lost_offsets(settings: Settings, run_id: str,
     from tootlake.pipelines.dq import append_metrics
 
     def on_progress(progress: dict[str, Any]) -> None:
+        try:
+            record(progress)
+        except Exception as exc:  # noqa: BLE001 - a metrics write must not stop the stream; say so loudly
+            log(f"[bronze] ERROR: could not record Kafka offset loss for batch {progress.get('batchId')}: "
+                f"{type(exc).__name__}: {exc}")
+
+    def record(progress: dict[str, Any]) -> None:
         span, lost, detail = lost_offsets(progress)
         if span == 0:
             return

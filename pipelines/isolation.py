@@ -16,6 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+# A batch at least this large whose every record fails on its own is not failing on its records. Below it
+# (a post and its edit with the same bad text, say) every record is quarantined: never a crash loop.
+ALL_FAILED_MIN_BATCH = 8
 
 # Text that marks an error as the machine's, not a record's, whatever exception carries it.
 _INFRASTRUCTURE_MARKERS = (
@@ -111,8 +114,8 @@ def bisect(
     with their errors. Every other item has been attempted successfully exactly once (in some part).
 
     Raises at once on an error that is not record-level, and raises the first error when every item of
-    a batch of several failed on its own (then it is not the records). `failed_with`: the error the
-    whole batch already failed with (so it is not attempted again).
+    a batch of ALL_FAILED_MIN_BATCH or more failed on its own (then it is not the records).
+    `failed_with`: the error the whole batch already failed with (so it is not attempted again).
     """
     poisoned: list[tuple[T, BaseException]] = []
     pending: list[Sequence[T]] = [items]
@@ -130,6 +133,6 @@ def bisect(
             else:
                 middle = len(part) // 2
                 pending.extend([part[middle:], part[:middle]])
-    if len(items) > 1 and len(poisoned) == len(items):
+    if len(items) >= ALL_FAILED_MIN_BATCH and len(poisoned) == len(items):
         raise poisoned[0][1]
     return poisoned

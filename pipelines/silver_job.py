@@ -48,6 +48,7 @@ BRONZE_TABLE = "bronze.posts_raw"
 POSTS_TABLE = "silver.posts"
 QUARANTINE_TABLE = "silver.posts_quarantine"
 TXN_APP_ID_FILE = "tootlake_txn_app_id"
+BROADCAST_KEYS_MAX = 100_000  # batch keys broadcast to the scoring plan's semi-join up to this many rows
 
 
 class SilverError(RuntimeError):
@@ -189,8 +190,10 @@ def append_quarantine(spark: SparkSession, path: str, rows: DataFrame, txn: tupl
     low, high = rows.agg(F.min("bronze_offset"), F.max("bronze_offset")).first()
     if low is not None:
         known = known.where(F.col("bronze_offset").between(low, high))
-    writer = (rows.join(known, on=["bronze_partition", "bronze_offset", "value"], how="left_anti")
-              .write.format("delta").mode("append"))
+    # null-safe: a Kafka record with a null value is quarantined once, not once per attempt
+    same = [rows[c].eqNullSafe(known[c]) for c in ("bronze_partition", "bronze_offset", "value")]
+    writer = rows.join(known, on=same[0] & same[1] & same[2], how="left_anti").write.format("delta").mode(
+        "append")
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
     writer.save(path)
@@ -239,7 +242,9 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
 
         posts_path = str(settings.table_path(POSTS_TABLE))
         # Only the batch's posts: a broadcast semi-join reads silver once without shuffling all of it.
-        batch_keys = F.broadcast(judged.where(F.size("rules") == 0).select("post_id").distinct())
+        batch_keys = judged.where(F.size("rules") == 0).select("post_id").distinct()
+        if bronze_rows <= BROADCAST_KEYS_MAX:  # a first batch over a large backlog must not be broadcast
+            batch_keys = F.broadcast(batch_keys)
         current = spark.read.format("delta").load(posts_path).join(batch_keys, "post_id", "left_semi")
         planned = plan_scoring(
             latest_per_post(post_versions(judged)), current,

@@ -117,8 +117,15 @@ def test_bisect_raises_when_every_record_fails_or_the_error_is_infrastructure():
         raise ValueError("not the records")
 
     with pytest.raises(ValueError):
-        bisect(list(range(4)), always)
+        bisect(list(range(8)), always)
     with pytest.raises(OSError):
         bisect([1, 2], lambda part: (_ for _ in ()).throw(OSError("disk full")))
     assert not is_record_level(OSError("No space left on device"))
     assert is_record_level(ValueError("x"))
+
+
+def test_a_small_batch_whose_every_record_fails_is_quarantined_not_a_crash_loop():
+    def always(part):
+        raise ValueError("the same bad text in a post and its edit")
+
+    assert len(bisect([1, 2], always)) == 2
