@@ -263,26 +263,12 @@ def stage_rows(posts: Iterable[Mapping[str, Any]]) -> list[tuple]:
     return latest_per_post((stage_row(post), post.get("_change_type")) for post in posts)
 
 
-def _silver_order(post: Mapping[str, Any]) -> tuple:
-    # the order of `_order`, read from a silver row (before it is staged)
-    version = post.get("_commit_version")
-    updated = as_utc(post.get("updated_at")) or dt.datetime.min.replace(tzinfo=dt.UTC)
-    return (version if version is not None else -1, post.get("_change_type") != PHYSICAL_DELETE, updated,
-            bool(post.get("is_deleted")))
-
-
 def stage_rows_checked(posts: Iterable[Mapping[str, Any]]) -> tuple[list[tuple], list[tuple[Mapping, str]]]:
     """Like `stage_rows`, but a row that cannot be staged (too long for a column, an unknown platform or
-    status) is returned apart with the reason instead of failing the batch. The latest row of each post
-    is chosen first: when it cannot be staged, no older row of that post is written in its place."""
-    latest: dict[Any, Mapping[str, Any]] = {}
-    for post in posts:
-        key = post.get("post_id")
-        if key not in latest or _silver_order(post) > _silver_order(latest[key]):
-            latest[key] = post
+    status) is returned apart with the reason instead of failing the batch."""
     staged: list[tuple[tuple, str | None]] = []
     rejected: list[tuple[Mapping, str]] = []
-    for post in latest.values():
+    for post in posts:
         reason = too_long(post)
         if reason is None:
             try:

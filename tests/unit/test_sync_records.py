@@ -148,10 +148,3 @@ def test_values_too_long_for_a_target_column_are_rejected_not_truncated():
     assert "2400 bytes" in reasons["😀" * 3]
     assert "myspace" in reasons["p5"]
     assert too_long(fine) is None
-
-
-def test_when_the_latest_row_of_a_post_cannot_be_staged_no_older_row_is_written_instead():
-    older = _versioned("p1", 3, "insert", T0, text="older")
-    newest = _versioned("p1", 4, "update_postimage", T0, text="newest", visibility="v" * 40)
-    staged, rejected = stage_rows_checked([newest, older])
-    assert staged == [] and [post["text"] for post, _ in rejected] == ["newest"]
