@@ -7,12 +7,14 @@ goes to the quarantine with the error text (Kafka Connect's dead-letter queue, F
 
 Infrastructure errors (disk full, database or broker down, out of memory, a concurrent writer) are not
 the records' fault: they are raised at once, for the stage's retries and its supervisor. If every single
-record of a batch fails on its own, the cause is not the records either, and the first error is raised.
+record of a batch of ALL_FAILED_MIN_BATCH or more fails on its own, the cause is not the records either,
+and the first error is raised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -54,6 +56,34 @@ def is_record_level(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}"
     if any(marker in text for marker in _INFRASTRUCTURE_MARKERS):
         return False
+    if isinstance(exc, _spark_types()[0]):
+        return True
+    if _is_database_data_error(exc):
+        return True
+    condition = _condition(exc)
+    if condition and condition.startswith(_RECORD_CONDITIONS):
+        return True
+    return isinstance(exc, (ValueError, TypeError, UnicodeError, OverflowError, KeyError, IndexError))
+
+
+# Oracle errors about a value, not the server: unique / check / FK violations, NULL into NOT NULL, value
+# too large, number precision, invalid number, date conversions.
+_ORA_DATA_ERRORS = {1, 1400, 1407, 1438, 1722, 1830, 1840, 1841, 1843, 1847, 1861, 2290, 2291, 12899}
+
+
+def _is_database_data_error(exc: BaseException) -> bool:
+    # PostgreSQL SQLSTATE class 22 (data exception) and 23 (integrity violation): the row, not the server
+    code = getattr(exc, "pgcode", None) or ""
+    if code.startswith(("22", "23")):
+        return True
+    error = exc.args[0] if exc.args else None  # python-oracledb: args[0] is an _Error with .code
+    return getattr(error, "code", None) in _ORA_DATA_ERRORS
+
+
+@cache
+def _spark_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(Spark's record-level exception types, (PythonException,)); empty without pyspark (the sync's
+    pure parts run without it)."""
     try:
         from pyspark.errors import (
             ArithmeticException,
@@ -64,18 +94,10 @@ def is_record_level(exc: BaseException) -> bool:
             PythonException,
             SparkRuntimeException,
         )
-    except ImportError:  # the sync's pure parts run without pyspark
-        spark_types: tuple[type, ...] = ()
-    else:
-        spark_types = (ArithmeticException, ArrayIndexOutOfBoundsException, DateTimeException,
-                       IllegalArgumentException, NumberFormatException, PythonException,
-                       SparkRuntimeException)
-    if spark_types and isinstance(exc, spark_types):
-        return True
-    condition = _condition(exc)
-    if condition and condition.startswith(_RECORD_CONDITIONS):
-        return True
-    return isinstance(exc, (ValueError, TypeError, UnicodeError, OverflowError, KeyError, IndexError))
+    except ImportError:
+        return (), ()
+    return ((ArithmeticException, ArrayIndexOutOfBoundsException, DateTimeException, IllegalArgumentException,
+             NumberFormatException, PythonException, SparkRuntimeException), (PythonException,))
 
 
 def _condition(exc: BaseException) -> str | None:
@@ -91,17 +113,9 @@ def error_text(exc: BaseException, limit: int = 500) -> str:
     Python traceback from a worker ends with the error itself)."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     message = lines[-1] if lines else ""
-    if lines and not isinstance(exc, _python_exception_types()):
+    if lines and not isinstance(exc, _spark_types()[1]):
         message = lines[0]
     return f"{type(exc).__name__}: {message}"[:limit]
-
-
-def _python_exception_types() -> tuple[type, ...]:
-    try:
-        from pyspark.errors import PythonException
-    except ImportError:
-        return ()
-    return (PythonException,)
 
 
 def bisect(

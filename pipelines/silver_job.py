@@ -159,16 +159,11 @@ def isolate_poison(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, erro
         errors = {position: error_text(exc) for position, exc in poisoned}
         reasons = spark.createDataFrame([(p, o, r) for (p, o), r in errors.items()],
                                         "partition int, offset long, reason string")
-        rows = batch.join(F.broadcast(reasons), ["partition", "offset"]).select(
-            F.make_valid_utf8("key").alias("key"),
-            F.make_valid_utf8("value").alias("value"),
-            F.array(F.lit(PROCESSING_ERROR)).alias("rules"),
-            "reason",
-            F.col("partition").alias("bronze_partition"),
-            F.col("offset").alias("bronze_offset"),
-            spark_literal(ctx.clock()).alias("quarantined_at"),
-        )
-        append_quarantine(spark, str(ctx.settings.table_path(QUARANTINE_TABLE)), rows)
+        poison = batch.join(F.broadcast(reasons), ["partition", "offset"]).select(
+            "key", "value", F.array(F.lit(PROCESSING_ERROR)).alias("rules"), "reason",
+            F.col("partition").alias("bronze_partition"), F.col("offset").alias("bronze_offset"))
+        append_quarantine(spark, str(ctx.settings.table_path(QUARANTINE_TABLE)),
+                          quarantine(poison, spark_literal(ctx.clock())))
     finally:
         batch.unpersist()
     for name in ("bronze_rows", "quarantined", "merged", "inserted", "updated", "scored"):

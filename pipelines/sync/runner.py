@@ -128,29 +128,16 @@ def write_isolated(target: Any, staged: list[tuple], log: Callable[[str], None])
     try:
         return target.write_batch(staged), []
     except Exception as exc:
-        if not (is_record_level(exc) or _is_data_error(exc)):
+        if not is_record_level(exc):
             raise
         log(f"[sync] {target.name}: a batch of {len(staged)} rows failed on a record-level error; "
             f"isolating it: {error_text(exc)}")
         counts = BatchCounts()
-        poisoned = bisect(staged, lambda part: counts.add(target.write_batch(list(part))),
-                          record_level=lambda e: is_record_level(e) or _is_data_error(e), failed_with=exc)
+        poisoned = bisect(staged, lambda part: counts.add(target.write_batch(list(part))), failed_with=exc)
         counts.staged = len(staged)
         return counts, [(row, error_text(err)) for row, err in poisoned]
 
 
-# Oracle errors about a value, not the server: unique / check / FK violations, NULL into NOT NULL, value
-# too large, number precision, invalid number, date conversions.
-_ORA_DATA_ERRORS = {1, 1400, 1407, 1438, 1722, 1830, 1840, 1841, 1843, 1847, 1861, 2290, 2291, 12899}
-
-
-def _is_data_error(exc: BaseException) -> bool:
-    # PostgreSQL SQLSTATE class 22 (data exception) and 23 (integrity violation): the row, not the server
-    code = getattr(exc, "pgcode", None) or ""
-    if code.startswith(("22", "23")):
-        return True
-    error = exc.args[0] if exc.args else None  # python-oracledb: args[0] is an _Error with .code
-    return getattr(error, "code", None) in _ORA_DATA_ERRORS
 
 
 def run_sync(
