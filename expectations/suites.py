@@ -1,4 +1,4 @@
-"""Great Expectations suites of the published tables, by layer (pure data: run by pipelines/dq_gx.py).
+"""Great Expectations suites of the published tables, by layer (pure data: run by pipelines/quality/gx.py).
 
 Each expectation is (GX class name in great_expectations.expectations, keyword arguments). The suites
 describe a table as it is published (a whole-table sample), where the per-batch rules of tables.py guard

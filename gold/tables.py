@@ -26,5 +26,5 @@ BATCH_TABLES: dict[str, GoldBuilder] = {
     "sentiment_by_hashtag": lambda posts, _: sentiment.sentiment_by_hashtag(posts),
 }
 
-# Written by the streaming job (pipelines/gold_stream.py), not by the batch run.
+# Written by the streaming job (pipelines/jobs/gold_stream.py), not by the batch run.
 STREAM_TABLES = ("posts_per_minute", "late_events")

@@ -1,6 +1,6 @@
 """silver/posts: one row per post (post_id), latest edit wins; a deleted post stays as a tombstone.
 
-The pure steps the silver job chains for each micro-batch (see pipelines/silver_job.py):
+The pure steps the silver job chains for each micro-batch (see pipelines/jobs/silver.py):
     parse_records -> with_rule_failures -> post_versions -> latest_per_post -> plan_scoring
     -> (score the rows that need it) -> to_posts_rows -> MERGE (MERGE_* conditions below)
 

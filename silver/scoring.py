@@ -2,7 +2,7 @@
 the rows `plan_scoring` marked (`needs_scoring`), keeping stored scores for the others.
 
 The scorer is injected (`Scorer` protocol) so the other transforms are tested without models; the job
-passes `pipelines.silver_job.ModelScorer` (threat ONNX + sentiment MLlib).
+passes `pipelines.jobs.silver.ModelScorer` (threat ONNX + sentiment MLlib).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tootlake.pipelines import services
+from tootlake.pipelines.ops import services
 from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, load_settings, write_secrets_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,13 +1,169 @@
-"""Gold entry point: `spark-submit pipelines/jobs/gold.py [--stream]` or `tootlake gold`."""
+"""Batch gold: read silver/posts, rebuild every gold table, report row counts and a short summary.
+
+Each table is recomputed from the whole silver table and written with a Delta overwrite (one atomic
+commit per table): running twice yields the same tables, and an edit or delete in silver is reflected
+on the next run because nothing is carried over from the previous gold. The cost is a full scan of
+silver per run (see `tootlake bench gold` for how it grows).
+
+Entry point: `spark-submit pipelines/jobs/gold.py [--stream]` or `tootlake gold`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from tootlake.gold.tables import BATCH_TABLES
-from tootlake.pipelines.streaming import AVAILABLE_NOW, parse_trigger
+from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, parse_trigger
+from tootlake.pipelines.settings import Settings
 
+SILVER_POSTS = "silver.posts"
+
+
+class GoldInputMissing(RuntimeError):
+    """silver/posts does not exist yet."""
+
+
+def is_delta_table(path: Path) -> bool:
+    return (path / "_delta_log").is_dir()
+
+
+def read_silver_posts(settings: Settings, spark: SparkSession) -> DataFrame:
+    path = settings.table_path(SILVER_POSTS)
+    if not is_delta_table(path):
+        raise GoldInputMissing(f"no silver posts table at {path}: run `tootlake silver` (or make demo) first")
+    return spark.read.format("delta").load(str(path))
+
+
+def write_table(df: DataFrame, path: Path) -> None:
+    # Overwrite = one atomic Delta commit; readers see the old or the new table, never a mix.
+    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(path))
+
+
+def last_commit_rows(path: Path) -> int | None:
+    """Rows written by the table's latest commit, from its Delta log (no Spark job); None if unknown."""
+    commits = sorted((path / "_delta_log").glob("*.json"))
+    if not commits:
+        return None
+    for line in commits[-1].read_text(encoding="utf-8").splitlines():
+        info = json.loads(line).get("commitInfo")
+        if info is not None:
+            rows = (info.get("operationMetrics") or {}).get("numOutputRows")
+            return None if rows is None else int(rows)
+    return None
+
+
+def run_gold(
+    settings: Settings,
+    spark: SparkSession,
+    tables: list[str] | None = None,
+    silver_posts: DataFrame | None = None,
+    progress: bool = True,
+    dq: Any = "auto",
+) -> dict[str, int]:
+    """Rebuild the batch gold tables (all, or `tables`) from silver; returns {table_name: row_count}.
+
+    `dq`: a quality.guard.Guard, "auto" (one when DQ_ENABLED) or None. The input rules run on
+    silver in the pass that fills the cache; each table's rules run before its overwrite, so a `fail`
+    rule (DataQualityError) leaves that table at its previous version.
+    """
+    names = tables if tables else list(BATCH_TABLES)
+    unknown = sorted(set(names) - set(BATCH_TABLES))
+    if unknown:
+        raise ValueError(f"unknown gold table(s) {unknown}; known: {sorted(BATCH_TABLES)}")
+    posts = silver_posts if silver_posts is not None else read_silver_posts(settings, spark)
+    posts = posts.persist()  # every table scans it: read silver once
+    counts: dict[str, int] = {}
+    if dq == "auto":
+        from tootlake.pipelines.quality.guard import Guard
+
+        dq = Guard(settings, "gold") if settings.dq_enabled else None
+    try:
+        if dq is not None:
+            from tootlake.pipelines.quality.guard import check_gold_input
+
+            check_gold_input(dq, posts)
+        for name in names:
+            started = time.monotonic()
+            path = settings.table_path(f"gold.{name}")
+            table = BATCH_TABLES[name](posts, settings.active_min)
+            if dq is not None:
+                from tootlake.pipelines.quality.guard import check_gold_table
+
+                previous = last_commit_rows(path) if is_delta_table(path) else None
+                table, after_write = check_gold_table(dq, name, table, previous)
+            write_table(table, path)
+            if dq is not None:
+                after_write()  # records the counts (or drops the cache of a pre-checked table)
+            rows = last_commit_rows(path)
+            counts[name] = rows if rows is not None else spark.read.format("delta").load(str(path)).count()
+            if progress:
+                print(f"gold.{name}: {counts[name]} rows ({time.monotonic() - started:.1f}s)", flush=True)
+    finally:
+        posts.unpersist()
+    return counts
+
+
+def _gold(settings: Settings, spark: SparkSession, name: str) -> DataFrame:
+    path = settings.table_path(f"gold.{name}")
+    if not is_delta_table(path):
+        raise GoldInputMissing(f"no gold table at {path}: run `tootlake gold` first")
+    return spark.read.format("delta").load(str(path))
+
+
+LEVELS = ("none", "low", "medium", "high")
+
+
+def gold_summary(settings: Settings, spark: SparkSession, top: int = 5, hours: int = 6) -> dict[str, Any]:
+    """A small summary for the demo: top hashtags, posts per hour (busiest hours), threat share."""
+    top_tags = (
+        _gold(settings, spark, "hashtags_daily").groupBy("hashtag").agg(F.sum("posts").alias("posts"))
+        .orderBy(F.col("posts").desc(), F.col("hashtag").asc()).limit(top).collect()
+    )
+    hourly = _gold(settings, spark, "posts_hourly")
+    hour_stats = hourly.agg(F.count("*").alias("hours"), F.sum("posts").alias("posts")).first()
+    busiest = hourly.orderBy(F.col("posts").desc(), F.col("hour_start").asc()).limit(hours).collect()
+    threat = _gold(settings, spark, "threat_daily").agg(
+        *[F.sum(c).alias(c) for c in ("posts", "none_posts", "low_posts", "medium_posts", "high_posts",
+                                      "unscored_posts", "hate_scored_posts", "hate_posts")]
+    ).first()
+    posts_total = int(threat["posts"] or 0)
+    scored_for_hate = int(threat["hate_scored_posts"] or 0)
+    return {
+        "top_hashtags": [(row["hashtag"], int(row["posts"])) for row in top_tags],
+        "hours_with_posts": int(hour_stats["hours"] or 0),
+        "posts_per_active_hour": float(hour_stats["posts"] or 0) / max(int(hour_stats["hours"] or 0), 1),
+        "busiest_hours": [(row["hour_start"].strftime("%Y-%m-%d %H:00"), int(row["posts"]))
+                          for row in busiest],
+        "threat_levels": {level: int(threat[f"{level}_posts"] or 0) for level in LEVELS},
+        "unscored_posts": int(threat["unscored_posts"] or 0),
+        "hate_posts": int(threat["hate_posts"] or 0),
+        "hate_share": (int(threat["hate_posts"] or 0) / scored_for_hate) if scored_for_hate else None,
+        "posts": posts_total,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable lines for `gold_summary`'s dict."""
+    tags = ", ".join(f"#{tag} ({n})" for tag, n in summary["top_hashtags"]) or "(no hashtags)"
+    hours = ", ".join(f"{hour} UTC: {n}" for hour, n in summary["busiest_hours"]) or "(no posts)"
+    levels = ", ".join(f"{level.upper()} {n}" for level, n in summary["threat_levels"].items())
+    share = "n/a" if summary["hate_share"] is None else f"{summary['hate_share']:.1%}"
+    return "\n".join([
+        f"gold: {summary['posts']} live posts over {summary['hours_with_posts']} hours with posts "
+        f"({summary['posts_per_active_hour']:.1f} posts per such hour)",
+        f"  top hashtags: {tags}",
+        f"  busiest hours: {hours}",
+        f"  threat levels: {levels} (unscored {summary['unscored_posts']}); "
+        f"hate speech: {summary['hate_posts']} posts = {share}",
+    ])
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="gold", description=__doc__)
@@ -28,10 +184,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so `--help` answers without starting the JVM.
-    from tootlake.pipelines.dq import DataQualityError
-    from tootlake.pipelines.dq_gx import after_job_run
-    from tootlake.pipelines.gold_job import GoldInputMissing, format_summary, gold_summary, run_gold
-    from tootlake.pipelines.gold_stream import run_gold_stream
+    from tootlake.pipelines.jobs.gold_stream import run_gold_stream
+    from tootlake.pipelines.quality.guard import DataQualityError
+    from tootlake.pipelines.quality.gx import after_job_run
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.spark import build_spark
 

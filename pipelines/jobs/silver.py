@@ -1,13 +1,477 @@
-"""Silver entry point: `spark-submit pipelines/jobs/silver.py` or `tootlake silver`."""
+"""Silver: Delta stream of bronze/posts_raw -> MERGE into silver/posts + append to silver/posts_quarantine.
+
+Exactly-once without a transactional sink: the stream checkpoint replays an unfinished micro-batch with
+the same bronze rows after a crash, and both writes are idempotent —
+- the quarantine append carries Delta's `txnAppId`/`txnVersion` (app id kept in the checkpoint folder,
+  version = batch id), so Delta skips a batch it already has;
+- the MERGE only changes a row for a strictly newer version (or a re-score), so a replayed batch finds
+  nothing newer and changes nothing.
+
+Entry point: `spark-submit pipelines/jobs/silver.py` or `tootlake silver`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from tootlake.pipelines.streaming import AVAILABLE_NOW, parse_trigger
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
+from tootlake.models.sentiment import uses_encoder
+from tootlake.pipelines.jobs.isolation import bisect, error_text, is_record_level
+from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
+from tootlake.pipelines.settings import Settings
+from tootlake.silver.parse import parse_records
+from tootlake.silver.posts import (
+    MERGE_DELETE_SET,
+    MERGE_DELETE_WHEN,
+    MERGE_INSERT_VALUES,
+    MERGE_ON,
+    MERGE_UPDATE_SET,
+    MERGE_UPDATE_WHEN,
+    latest_per_post,
+    plan_scoring,
+    post_versions,
+    to_posts_rows,
+)
+from tootlake.silver.quarantine import PROCESSING_ERROR, quarantine, with_rule_failures
+from tootlake.silver.schema import POSTS_SCHEMA, QUARANTINE_SCHEMA
+from tootlake.silver.scoring import Scorer, apply_scoring, score_threat
+from tootlake.silver.timestamps import spark_literal
+
+BRONZE_TABLE = "bronze.posts_raw"
+POSTS_TABLE = "silver.posts"
+QUARANTINE_TABLE = "silver.posts_quarantine"
+TXN_APP_ID_FILE = "tootlake_txn_app_id"
+BROADCAST_KEYS_MAX = 100_000  # batch keys broadcast to the scoring plan's semi-join up to this many rows
+
+
+class SilverError(RuntimeError):
+    """A precondition of the silver job is not met; the message says what to do."""
+
+
+# --- scoring with the real models ------------------------------------------------------------------
+class ModelScorer:
+    """Threat (ONNX, mapInArrow, one session per Python worker) + sentiment (MLlib PipelineModel)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        threat_path: str | None = None,
+        sentiment_path: str | None = None,
+        batch_size: int = 32,
+        intra_op_threads: int | None = None,
+        sentiment: bool = True,
+    ) -> None:
+        from tootlake.models.threat import get_threat_model
+
+        self.threat_path = threat_path
+        self.batch_size = batch_size
+        self.intra_op_threads = intra_op_threads or default_intra_op_threads(spark)
+        # Loading on the driver too gives the version (and fails early, with what to do, if missing).
+        self.threat_model_version = get_threat_model(threat_path).model_version
+        self.sentiment_model = None
+        self.sentiment_model_version: str | None = None
+        if sentiment:
+            from tootlake.models.sentiment import load_sentiment_model, model_version
+
+            self.sentiment_model = load_sentiment_model(spark, sentiment_path)
+            self.sentiment_model_version = model_version(sentiment_path)
+
+    def score(self, df: DataFrame) -> DataFrame:
+        # The sentiment pipeline reads the encoder's embedding; the threat pass computes it in the same run.
+        out = score_threat(df, self.threat_path, self.batch_size, self.intra_op_threads,
+                           with_embedding=uses_encoder(self.sentiment_model))
+        if self.sentiment_model is None:
+            return out.withColumns({"sentiment_label": F.lit(None).cast("string"),
+                                    "sentiment_score": F.lit(None).cast("double"),
+                                    "sentiment_model_version": F.lit(None).cast("string")})
+        from tootlake.models.sentiment import score_sentiment
+
+        scored = score_sentiment(self.sentiment_model, out)
+        return scored.withColumn("sentiment_model_version", F.lit(self.sentiment_model_version))
+
+
+def default_intra_op_threads(spark: SparkSession) -> int:
+    """onnxruntime threads per Python worker: cores / concurrent tasks (never oversubscribe the CPU)."""
+    return max(1, (os.cpu_count() or 1) // max(1, spark.sparkContext.defaultParallelism))
+
+
+# --- the micro-batch ------------------------------------------------------------------------------
+@dataclass
+class SilverStats:
+    batches: int = 0
+    bronze_rows: int = 0
+    quarantined: int = 0
+    merged: int = 0  # distinct posts offered to the MERGE
+    inserted: int = 0
+    updated: int = 0
+    scored: int = 0
+    isolated: int = 0  # poison records found by bisecting a failed batch (also counted in quarantined)
+    seconds: float = 0.0
+    per_batch: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class SilverBatchWriter:
+    """The foreachBatch function: pure transforms from tootlake.silver, then the two idempotent writes."""
+
+    settings: Settings
+    scorer: Scorer | None
+    txn_app_id: str
+    clock: Any = lambda: datetime.now(UTC)
+    stats: SilverStats = field(default_factory=SilverStats)
+    dq: Any = None  # a quality.guard.Guard: rules counted per batch, fail stops before the writes
+    dq_error: BaseException | None = None  # kept so run_silver raises it, not Spark's wrapped copy
+    use_txn: bool = True  # Delta txn ids on the quarantine append (off for the parts of an isolated batch)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        try:
+            write_silver_batch(self, batch, batch_id)
+        except Exception as exc:
+            if self.dq_error is not None or not is_record_level(exc):
+                raise  # a fail rule, or the machine's fault: retried by the supervisor, never quarantined
+            isolate_poison(self, batch, batch_id, exc)
+
+
+def isolate_poison(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, error: BaseException) -> None:
+    """The batch failed on something record-level: bisect it, commit every record that goes through
+    (idempotent writes, so parts may be re-attempted), quarantine the poison with the error text."""
+    spark = batch.sparkSession
+    batch = batch.persist()
+    try:
+        positions = sorted(tuple(r) for r in batch.select("partition", "offset").collect())
+        print(f"[silver] batch {batch_id} failed on a record-level error; isolating it among "
+              f"{len(positions)} records: {error_text(error)}", flush=True)
+        part_ctx = replace(ctx, dq=None, stats=SilverStats(), use_txn=False)
+
+        def attempt(part) -> None:
+            wanted = spark.createDataFrame(list(part), "partition int, offset long")
+            part_batch = batch.join(F.broadcast(wanted), ["partition", "offset"], "left_semi")
+            write_silver_batch(part_ctx, part_batch, batch_id)
+
+        poisoned = bisect(positions, attempt, failed_with=error)
+        errors = {position: error_text(exc) for position, exc in poisoned}
+        reasons = spark.createDataFrame([(p, o, r) for (p, o), r in errors.items()],
+                                        "partition int, offset long, reason string")
+        poison = batch.join(F.broadcast(reasons), ["partition", "offset"]).select(
+            "key", "value", F.array(F.lit(PROCESSING_ERROR)).alias("rules"), "reason",
+            F.col("partition").alias("bronze_partition"), F.col("offset").alias("bronze_offset"))
+        append_quarantine(spark, str(ctx.settings.table_path(QUARANTINE_TABLE)),
+                          quarantine(poison, spark_literal(ctx.clock())))
+    finally:
+        batch.unpersist()
+    for name in ("bronze_rows", "quarantined", "merged", "inserted", "updated", "scored"):
+        setattr(ctx.stats, name, getattr(ctx.stats, name) + getattr(part_ctx.stats, name))
+    ctx.stats.batches += 1
+    ctx.stats.quarantined += len(poisoned)
+    ctx.stats.isolated += len(poisoned)
+    print(f"[silver] batch {batch_id}: isolated {len(poisoned)} poison record(s) into the quarantine "
+          f"(rule {PROCESSING_ERROR}); {len(positions) - len(poisoned)} records went through", flush=True)
+
+
+def append_quarantine(spark: SparkSession, path: str, rows: DataFrame, txn: tuple[str, int] | None = None
+                      ) -> None:
+    """Append to silver/posts_quarantine, skipping records it already has (same bronze position and
+    bytes): a re-read of bronze from a fresh checkpoint, or a re-attempted part of a batch, is a no-op."""
+    known = spark.read.format("delta").load(path).select("bronze_partition", "bronze_offset", "value")
+    # Only the bronze offsets this batch spans: quarantine files are written batch by batch in offset
+    # order, so their statistics let Delta skip every other file (no scan of the whole table).
+    low, high = rows.agg(F.min("bronze_offset"), F.max("bronze_offset")).first()
+    if low is not None:
+        known = known.where(F.col("bronze_offset").between(low, high))
+    # null-safe: a Kafka record with a null value is quarantined once, not once per attempt
+    same = [rows[c].eqNullSafe(known[c]) for c in ("bronze_partition", "bronze_offset", "value")]
+    writer = rows.join(known, on=same[0] & same[1] & same[2], how="left_anti").write.format("delta").mode(
+        "append")
+    if txn is not None:
+        writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+    writer.save(path)
+
+
+def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) -> None:
+    started = time.monotonic()
+    steps: dict[str, float] = {}  # seconds per step of this batch (what a fixed per-batch cost is made of)
+
+    last = [started]
+
+    def lap(name: str) -> None:
+        steps[name] = round(time.monotonic() - last[0], 2)
+        last[0] = time.monotonic()
+
+    spark = batch.sparkSession
+    now = ctx.clock()
+    settings = ctx.settings
+    judged = with_rule_failures(
+        parse_records(batch), now, settings.silver_max_content_chars,
+        timedelta(seconds=settings.silver_future_tolerance_s),
+    ).persist()
+    try:
+        # One pass fills the cache and gives both counts (with DQ on, every rule's count in the same pass;
+        # a fail rule raises here, before either write).
+        counts = [F.count(F.lit(1)).alias("n"), F.count(F.when(F.size("rules") > 0, 1)).alias("bad")]
+        if ctx.dq is not None and ctx.dq.enabled:
+            from tootlake.pipelines.quality.guard import DataQualityError, check_silver_batch
+
+            try:
+                totals = check_silver_batch(ctx.dq, judged, now, settings, batch_id, counts)
+            except DataQualityError as exc:
+                ctx.dq_error = exc
+                raise
+        else:
+            totals = judged.agg(*counts).first()
+        bronze_rows, quarantined = int(totals["n"]), int(totals["bad"])
+        lap("parse_and_rules")
+        # Within one checkpoint the txn id makes a replayed batch a no-op (parts of an isolated batch
+        # write without it: they share the batch id). Nothing to quarantine: no commit at all.
+        if quarantined:
+            append_quarantine(spark, str(settings.table_path(QUARANTINE_TABLE)),
+                              quarantine(judged, spark_literal(now)),
+                              (ctx.txn_app_id, batch_id) if ctx.use_txn else None)
+        lap("quarantine_append")
+
+        posts_path = str(settings.table_path(POSTS_TABLE))
+        # Only the batch's posts: a broadcast semi-join reads silver once without shuffling all of it.
+        batch_keys = judged.where(F.size("rules") == 0).select("post_id").distinct()
+        if bronze_rows <= BROADCAST_KEYS_MAX:  # a first batch over a large backlog must not be broadcast
+            batch_keys = F.broadcast(batch_keys)
+        current = spark.read.format("delta").load(posts_path).join(batch_keys, "post_id", "left_semi")
+        planned = plan_scoring(
+            latest_per_post(post_versions(judged)), current,
+            ctx.scorer.threat_model_version if ctx.scorer else None,
+            ctx.scorer.sentiment_model_version if ctx.scorer else None,
+            retry_failed=ctx.scorer is not None,
+        )
+        # Materialised once: MERGE reads its source twice and must not run the models twice.
+        rows = to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)).persist()
+        try:
+            totals = rows.agg(F.count(F.lit(1)).alias("n"),
+                              F.count(F.when(F.col("needs_scoring"), 1)).alias("scored"),
+                              F.count(F.when(~F.col("is_new_post"), 1)).alias("existing")).first()
+            offered = int(totals["n"])
+            lap("plan_and_score")
+            scored = int(totals["scored"]) if ctx.scorer is not None else 0  # no models: nothing scored
+            if int(totals["existing"]) == 0 and ctx.use_txn:
+                # Only posts silver has never seen (the usual live batch): a plain append, made idempotent
+                # by its Delta txn id, costs a fraction of a MERGE (which must look for matches first).
+                (rows.select(*[f.name for f in POSTS_SCHEMA.fields]).write.format("delta").mode("append")
+                 .option("txnAppId", f"{ctx.txn_app_id}-posts").option("txnVersion", batch_id)
+                 .save(posts_path))
+                result = {"num_inserted_rows": offered, "num_updated_rows": 0, "write": "append"}
+            else:
+                metrics = (
+                    DeltaTable.forPath(spark, posts_path).alias("t")
+                    .merge(rows.alias("s"), MERGE_ON)
+                    .whenMatchedUpdate(condition=MERGE_DELETE_WHEN, set=MERGE_DELETE_SET)
+                    .whenMatchedUpdate(condition=MERGE_UPDATE_WHEN, set=MERGE_UPDATE_SET)
+                    .whenNotMatchedInsert(values=MERGE_INSERT_VALUES)
+                    .execute()
+                )
+                result = metrics.first().asDict() if metrics is not None else {}
+            lap("write_posts")
+        finally:
+            rows.unpersist()
+    finally:
+        judged.unpersist()
+    s = ctx.stats
+    s.batches += 1
+    s.bronze_rows += bronze_rows
+    s.quarantined += quarantined
+    s.merged += offered
+    s.scored += scored
+    s.inserted += int(result.get("num_inserted_rows", 0) or 0)
+    s.updated += int(result.get("num_updated_rows", 0) or 0)
+    elapsed = time.monotonic() - started
+    s.seconds += elapsed
+    s.per_batch.append({"batch_id": batch_id, "bronze_rows": bronze_rows, "quarantined": quarantined,
+                        "offered": offered, "scored": scored, **result, "seconds": round(elapsed, 2),
+                        "steps": steps})
+    print(f"[silver] batch {batch_id}: {bronze_rows} bronze rows -> {quarantined} quarantined, "
+          f"{offered} posts offered ({scored} scored), inserted {result.get('num_inserted_rows', '?')}, "
+          f"updated {result.get('num_updated_rows', '?')} ({result.get('write', 'merge')}) "
+          f"in {elapsed:.1f} s "
+          f"({', '.join(f'{k} {v}' for k, v in steps.items())})", flush=True)
+
+
+# --- set-up and the streaming query ----------------------------------------------------------------
+def ensure_tables(spark: SparkSession, settings: Settings) -> None:
+    """Create the silver tables with their contract schema when they do not exist yet.
+
+    silver/posts is born with the change data feed on: sync and the gold stream read it, and turning it
+    on later is an ALTER that can race a running MERGE.
+    """
+    for name, schema in ((POSTS_TABLE, POSTS_SCHEMA), (QUARANTINE_TABLE, QUARANTINE_SCHEMA)):
+        location = str(settings.table_path(name))
+        builder = DeltaTable.createIfNotExists(spark).location(location).addColumns(schema)
+        if name == POSTS_TABLE:
+            builder = builder.property("delta.enableChangeDataFeed", "true")
+        builder.execute()
+
+
+def txn_app_id(checkpoint: Path) -> str:
+    """A writer id that lives and dies with the checkpoint: a fresh checkpoint (batch ids from 0 again)
+    gets a fresh id, so Delta never mistakes its batches for ones it already has."""
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    path = checkpoint / TXN_APP_ID_FILE
+    if not path.exists():
+        path.write_text(f"tootlake-silver-{uuid.uuid4()}\n", encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def configure_spark(spark: SparkSession, settings: Settings) -> None:
+    # Arrow batches of 1-2k rows: big enough to amortise the hop to Python, small enough to stream.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.silver_arrow_batch_size))
+    # Delta rebuilds table state with 50 tasks by default: far too many for small local tables, and
+    # each micro-batch reads three tables' state.
+    spark.conf.set("spark.databricks.delta.snapshotPartitions", str(spark.sparkContext.defaultParallelism))
+
+
+def start_silver_query(
+    spark: SparkSession,
+    settings: Settings,
+    writer: SilverBatchWriter,
+    trigger: str = AVAILABLE_NOW,
+    max_files_per_trigger: int | None = None,
+):
+    bronze_path = settings.table_path(BRONZE_TABLE)
+    if not DeltaTable.isDeltaTable(spark, str(bronze_path)):
+        raise SilverError(f"no bronze table at {bronze_path}: run `tootlake bronze` first")
+    reader = spark.readStream.format("delta")
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
+    stream = reader.load(str(bronze_path))
+    query = (
+        stream.writeStream.queryName("silver_posts")
+        .foreachBatch(writer)
+        .option("checkpointLocation", str(settings.checkpoint_path("silver")))
+    )
+    return apply_trigger(query, trigger).start()
+
+
+def build_scorer(spark: SparkSession, settings: Settings, scoring: bool = True) -> Scorer | None:
+    if not scoring:
+        return None
+    return ModelScorer(
+        spark,
+        threat_path=_opt_path(getattr(settings, "threat_model_dir", None)),
+        sentiment_path=_opt_path(getattr(settings, "sentiment_model_dir", None)),
+        batch_size=settings.silver_threat_batch_size,
+        intra_op_threads=settings.silver_threat_threads or None,
+    )
+
+
+def _opt_path(value: object) -> str | None:
+    return str(value) if value else None
+
+
+def run_silver(
+    settings: Settings,
+    spark: SparkSession,
+    trigger: str = AVAILABLE_NOW,
+    scorer: Scorer | None | str = "auto",
+    max_files_per_trigger: int | None = None,
+    clock: Any = None,
+    dq: Any = "auto",
+) -> dict:
+    """Run the silver stream (available-now: until bronze is drained) and return what it did.
+
+    `scorer="models"` loads the threat and sentiment models (and fails, saying what to do, when one is
+    missing); `"auto"` does the same but carries on without scoring when a model artifact is missing;
+    pass a Scorer (tests) or None (no scoring: rows get processing_status FAILED and are scored when
+    next seen). `dq`: a quality.guard.Guard, "auto" (one when DQ_ENABLED) or None (no rules).
+    A `fail` rule raises DataQualityError before the batch writes anything.
+    """
+    configure_spark(spark, settings)
+    ensure_tables(spark, settings)
+    if scorer == "auto":
+        try:
+            scorer = build_scorer(spark, settings)
+        except Exception as exc:  # noqa: BLE001 - ModelLoadError, or the sentiment artifact missing
+            print(f"[silver] WARNING: scoring disabled, a model is not available: {exc}", flush=True)
+            scorer = None
+    elif scorer == "models":
+        scorer = build_scorer(spark, settings)
+    writer = SilverBatchWriter(settings, scorer, txn_app_id(settings.checkpoint_path("silver")))
+    if clock is not None:
+        writer.clock = clock
+    if dq == "auto":
+        from tootlake.pipelines.quality.guard import Guard
+
+        dq = (Guard(settings, "silver", clock=writer.clock, stream_id=writer.txn_app_id)
+              if settings.dq_enabled else None)
+    writer.dq = dq
+    query = start_silver_query(spark, settings, writer, trigger, max_files_per_trigger)
+    try:
+        report = run_query(query, "silver", log=lambda _line: None)
+    except Exception:
+        if writer.dq_error is not None:  # the rule's message, not the JVM's stack trace
+            raise writer.dq_error from None
+        raise
+    stats = writer.stats
+    return {
+        "batches": stats.batches,
+        "bronze_rows": stats.bronze_rows,
+        "quarantined": stats.quarantined,
+        "posts_offered": stats.merged,
+        "inserted": stats.inserted,
+        "updated": stats.updated,
+        "scored": stats.scored,
+        "isolated": stats.isolated,
+        "elapsed_s": round(report.elapsed_s, 1),
+        "stopped_by_signal": report.stopped_by_signal,
+        "threat_model_version": getattr(scorer, "threat_model_version", None),
+        "sentiment_model_version": getattr(scorer, "sentiment_model_version", None),
+        "dq_run_id": dq.run_id if dq is not None else None,
+    }
+
+
+# --- what the demo prints -------------------------------------------------------------------------
+def silver_summary(spark: SparkSession, settings: Settings) -> dict:
+    """Counts of silver/posts (live, tombstones, by processing status, threat level, sentiment) and of
+    silver/posts_quarantine (records, and records per failed rule)."""
+    posts = spark.read.format("delta").load(str(settings.table_path(POSTS_TABLE)))
+    quarantined = spark.read.format("delta").load(str(settings.table_path(QUARANTINE_TABLE)))
+    live = posts.where("NOT is_deleted")
+
+    def dist(df: DataFrame, column: str) -> dict[str, int]:
+        rows = df.groupBy(column).count().collect()
+        return {str(r[column]): r["count"] for r in sorted(rows, key=lambda r: -r["count"])}
+
+    return {
+        "silver_rows": posts.count(),
+        "live_posts": live.count(),
+        "tombstones": posts.where("is_deleted").count(),
+        "processing_status": dist(live, "processing_status"),
+        "threat_level": dist(live, "threat_level"),
+        "sentiment": dist(live, "sentiment_label"),
+        "quarantine_rows": quarantined.count(),
+        "quarantine_by_rule": dist(quarantined.select(F.explode("rules").alias("rule")), "rule"),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    def line(title: str, counts: dict[str, int]) -> str:
+        return f"  {title:<19}" + (", ".join(f"{k} {v}" for k, v in counts.items()) or "-")
+
+    return "\n".join([
+        f"  silver/posts        {summary['silver_rows']} rows ({summary['live_posts']} live, "
+        f"{summary['tombstones']} deleted)",
+        line("processing status", summary["processing_status"]),
+        line("threat level", summary["threat_level"]),
+        line("sentiment", summary["sentiment"]),
+        f"  quarantine          {summary['quarantine_rows']} records",
+        line("  by rule", summary["quarantine_by_rule"]),
+    ])
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="silver", description=__doc__)
@@ -28,10 +492,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace) -> int:
     from tootlake.models.sentiment import SentimentModelError
     from tootlake.models.threat import ModelLoadError
-    from tootlake.pipelines.dq import DataQualityError
-    from tootlake.pipelines.dq_gx import after_job_run
+    from tootlake.pipelines.quality.guard import DataQualityError
+    from tootlake.pipelines.quality.gx import after_job_run
     from tootlake.pipelines.settings import load_settings
-    from tootlake.pipelines.silver_job import SilverError, format_summary, run_silver, silver_summary
     from tootlake.pipelines.spark import build_spark
 
     settings = load_settings()

@@ -1,13 +1,261 @@
-"""Sync entry point: `spark-submit pipelines/jobs/sync.py` or `tootlake sync`."""
+"""Sync job: stream silver/posts' change data feed into PostgreSQL and/or Oracle, then copy gold.
+
+Source: the Delta change data feed of `silver/posts` (enabled here if needed). A new checkpoint starts
+with the table's current snapshot, then follows every commit. Each micro-batch is staged
+(records.stage_rows: one row per post, latest wins) and written to every target in its own transaction
+(`foreachBatch`). If a target fails after its retries, the batch raises, the query stops, and the
+checkpoint does not advance: the next run replays the batch, which is harmless (newer-wins upserts).
+
+Entry point: `spark-submit pipelines/jobs/sync.py` or `tootlake sync`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
-from tootlake.pipelines.streaming import AVAILABLE_NOW, parse_trigger
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
+from tootlake.pipelines.databases.postgres import BatchCounts, PostgresTarget
+from tootlake.pipelines.databases.records import SILVER_COLUMNS, stage_rows_checked
+from tootlake.pipelines.databases.retry import RetryPolicy, SyncError
+from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
+from tootlake.pipelines.settings import Settings
+
+SILVER_TABLE = "silver.posts"
+TARGETS = ("postgres", "oracle", "all")
+SYNC_REJECTED = "sync_rejected"  # quarantine rule of a silver row no target could take
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(settings.sync_retry_attempts, settings.sync_retry_base_s, settings.sync_retry_max_s)
+
+
+def make_targets(settings: Settings, target: str, log: Callable[[str], None] = print) -> list[Any]:
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    targets: list[Any] = []
+    if target in ("postgres", "all"):
+        targets.append(PostgresTarget(settings.postgres_conninfo(), retry=retry_policy(settings), log=log))
+    if target in ("oracle", "all"):
+        from tootlake.pipelines.databases.oracle import OracleTarget, connect_from_settings
+
+        if settings.oracle_dsn is None or not settings.oracle_user:
+            raise SyncError("Oracle is not configured: set ORACLE_DSN, ORACLE_USER and ORACLE_PASSWORD (and "
+                            "ORACLE_WALLET_DIR for a wallet) in .env, or use --target postgres")
+
+        targets.append(
+            OracleTarget(lambda: connect_from_settings(settings), retry=retry_policy(settings), log=log)
+        )
+    return targets
+
+
+def ensure_change_feed(spark: SparkSession, path: str, log: Callable[[str], None] = print) -> None:
+    """Turn on delta.enableChangeDataFeed on silver/posts if it is off (idempotent; retried on a race)."""
+    from delta.tables import DeltaTable
+
+    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
+    if str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true":
+        return
+    for attempt in range(5):
+        try:
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+            log(f"[sync] enabled the change data feed on {path}")
+            return
+        except Exception as exc:  # a concurrent silver commit: try again
+            if "Concurrent" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(1 + attempt)
+
+
+# Timestamps Python's datetime (years 1..9999) and both databases can hold; silver's rules keep others
+# out, this keeps a row written by any other writer from crashing the batch's conversion to Python.
+_TS_COLUMNS = ("created_at", "edited_at", "ingested_at", "deleted_at", "updated_at")
+_LINEAGE = ["bronze_partition", "bronze_offset", "_commit_version", "_change_type"]
+
+
+def silver_rows(batch: DataFrame, table_id: str | None = None) -> tuple[list[dict], list[tuple[dict, str]]]:
+    """A change-feed micro-batch -> (silver rows, rows rejected with a reason). Pre-images are dropped;
+    a physical delete is a tombstone; each row carries `_commit_version`, `_change_type`, `_table_id`."""
+    from tootlake.silver.timestamps import EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, spark_literal
+
+    rows = batch.where(F.col("_change_type") != "update_preimage")
+    columns = [
+        (F.col("is_deleted") | (F.col("_change_type") == "delete")).alias("is_deleted")
+        if name == "is_deleted" else F.col(name)
+        for name in SILVER_COLUMNS
+    ]
+    bad_ts = [F.when(~F.col(c).between(spark_literal(EARLIEST_TIMESTAMP), spark_literal(LATEST_TIMESTAMP)),
+                     F.lit(c)) for c in _TS_COLUMNS]
+    rows = rows.select(*columns, *_LINEAGE, F.lit(table_id).alias("_table_id"),
+                       F.coalesce(*bad_ts).alias("_bad_timestamp"))
+    # out-of-range timestamps become text before Python sees them
+    rejected = rows.where(F.col("_bad_timestamp").isNotNull()).select(
+        *[F.col(c).cast("string").alias(c) if c in _TS_COLUMNS else F.col(c) for c in rows.columns])
+    good = rows.where(F.col("_bad_timestamp").isNull()).drop("_bad_timestamp").toArrow().to_pylist()
+    bad = [(r, f"{r['_bad_timestamp']} is outside years 1-9999") for r in rejected.toArrow().to_pylist()]
+    return good, bad
+
+
+def quarantine_sync_rows(spark: SparkSession, settings: Settings, rejected: list[tuple[dict, str]],
+                         rule: str, txn: tuple[str, int]) -> None:
+    """Rows the sync could not write -> silver/posts_quarantine (key = post_id, value = the silver row as
+    JSON, the rule and reason); a replayed batch is skipped by its Delta txn id."""
+    import datetime as dt
+    import json
+
+    from tootlake.pipelines.jobs.silver import QUARANTINE_TABLE
+    from tootlake.silver.schema import QUARANTINE_SCHEMA
+
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    data = [
+        (row.get("post_id"), json.dumps(row, default=str, ensure_ascii=False), [rule], reason[:1000],
+         row.get("bronze_partition"), row.get("bronze_offset"), now)
+        for row, reason in rejected
+    ]
+    (spark.createDataFrame(data, QUARANTINE_SCHEMA).write.format("delta").mode("append")
+     .option("txnAppId", txn[0]).option("txnVersion", txn[1])
+     .save(str(settings.table_path(QUARANTINE_TABLE))))
+
+
+def write_isolated(target: Any, staged: list[tuple], log: Callable[[str], None]) -> tuple[Any, list]:
+    """Write a batch to a target; when it fails on something record-level (a value the database refuses
+    that no check foresaw), bisect it: every other row is written, the poison is returned with its error.
+    Connection loss is retried inside write_batch and then raised, never isolated."""
+    from tootlake.pipelines.databases.postgres import BatchCounts
+    from tootlake.pipelines.jobs.isolation import bisect, error_text, is_record_level
+
+    try:
+        return target.write_batch(staged), []
+    except Exception as exc:
+        if not is_record_level(exc):
+            raise
+        log(f"[sync] {target.name}: a batch of {len(staged)} rows failed on a record-level error; "
+            f"isolating it: {error_text(exc)}")
+        counts = BatchCounts()
+        poisoned = bisect(staged, lambda part: counts.add(target.write_batch(list(part))), failed_with=exc)
+        counts.staged = len(staged)
+        return counts, [(row, error_text(err)) for row, err in poisoned]
+
+
+
+
+def run_sync(
+    settings: Settings,
+    spark: SparkSession,
+    target: str = "postgres",
+    trigger: str = AVAILABLE_NOW,
+    max_files_per_trigger: int | None = None,
+    copy_gold: bool = True,
+    before_batch: Callable[[int], None] | None = None,
+    log: Callable[[str], None] = print,
+    dq: Any = "auto",
+) -> dict:
+    """Sync silver/posts to `target` (postgres|oracle|all), then copy gold to PostgreSQL; returns counts.
+
+    `dq`: a quality.guard.Guard, "auto" (one when DQ_ENABLED) or None: each change batch's rules
+    are counted before staging; `drop` rows go to the quarantine, a `fail` rule stops before any write.
+
+    `trigger`: 'available-now' (sync what is there and return) or an interval (run until SIGTERM/Ctrl-C).
+    Raises SyncError when a target stays unreachable; nothing of the failed batch is committed.
+    """
+    silver_path = str(settings.table_path(SILVER_TABLE))
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, silver_path):
+        raise SyncError(f"no Delta table at {silver_path}: run `tootlake silver` first")
+    ensure_change_feed(spark, silver_path, log)
+    table_id = DeltaTable.forPath(spark, silver_path).detail().select("id").first()[0]
+    targets = make_targets(settings, target, log)
+    totals = {t.name: BatchCounts() for t in targets}
+    failure: list[BaseException] = []
+    rejected_total = [0]
+    checkpoint = settings.checkpoint_path(f"sync-{target}")
+    from tootlake.pipelines.jobs.silver import txn_app_id
+
+    txn_id = txn_app_id(checkpoint)
+    if dq == "auto":
+        from tootlake.pipelines.quality.guard import Guard
+
+        dq = Guard(settings, "sync", stream_id=txn_id) if settings.dq_enabled else None
+
+    def write(batch: DataFrame, batch_id: int) -> None:
+        if before_batch is not None:
+            before_batch(batch_id)
+        if dq is not None:
+            from tootlake.pipelines.quality.guard import check_sync_batch
+
+            try:
+                batch = check_sync_batch(dq, batch, batch_id)
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+        rows, rejected = silver_rows(batch, table_id)
+        staged, unstageable = stage_rows_checked(rows)
+        rejected += unstageable
+        by_key = {row["post_id"]: row for row in rows}
+        for t in targets:
+            try:
+                counts, poisoned = write_isolated(t, staged, log)
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+            rejected += [(by_key.get(row[0], {"post_id": row[0]}), f"{t.name}: {reason}")
+                         for row, reason in poisoned]
+            totals[t.name].add(counts)
+            if staged:
+                log(f"[sync] {t.name} batch {batch_id}: {counts.staged} posts staged, "
+                    f"{counts.raw_upserted} raw / {counts.processed_upserted} processed upserted, "
+                    f"{counts.raw_deleted} deleted")
+        if rejected:
+            quarantine_sync_rows(spark, settings, rejected, SYNC_REJECTED, (txn_id, batch_id))
+            rejected_total[0] += len(rejected)
+            log(f"[sync] batch {batch_id}: {len(rejected)} row(s) rejected into silver/posts_quarantine "
+                f"(rule {SYNC_REJECTED})")
+
+    reader = spark.readStream.format("delta").option("readChangeFeed", "true")
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
+    writer = (
+        reader.load(silver_path)
+        .writeStream.queryName(f"sync_{target}")
+        .foreachBatch(write)
+        .option("checkpointLocation", str(checkpoint))
+    )
+    query = apply_trigger(writer, trigger).start()
+    try:
+        try:
+            report = run_query(query, f"sync-{target}", log=log)
+        except Exception:  # StreamingQueryException from awaitTermination, or run_query's RuntimeError
+            if failure:  # the clear message, not the JVM's stack trace
+                cause = failure[-1]
+                raise (cause if isinstance(cause, SyncError) else SyncError(
+                    f"sync to {target} failed: {type(cause).__name__}: {cause}")) from cause
+            raise
+        result: dict[str, Any] = {
+            "target": target,
+            "batches": report.batches,
+            "rows_read": report.rows,
+            "rejected": rejected_total[0],
+            "elapsed_s": round(report.elapsed_s, 2),
+        }
+        for t in targets:
+            result[t.name] = {**vars(totals[t.name]), **t.table_counts()}
+        if copy_gold and target in ("postgres", "all"):
+            from tootlake.pipelines.databases.gold import copy_gold as copy_gold_tables
+
+            pg = next(t for t in targets if t.name == "postgres")
+            gold_dir = settings.table_path("gold.posts").parent
+            result["gold_tables"] = copy_gold_tables(spark, pg.connect(), gold_dir, log)
+        return result
+    finally:
+        for t in targets:
+            t.close()
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="sync", description=__doc__)
@@ -27,10 +275,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
+    from tootlake.pipelines.databases.retry import SyncError
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.spark import build_spark
-    from tootlake.pipelines.sync.retry import SyncError
-    from tootlake.pipelines.sync.runner import run_sync
 
     settings = load_settings()
     spark = build_spark(settings, f"tootlake-sync-{args.target}")
@@ -41,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[sync] FAILED: {exc}", file=sys.stderr)
         return 1
     print(f"[sync] done: {json.dumps(result, default=str)}")
-    from tootlake.pipelines.dq_gx import after_job_run
+    from tootlake.pipelines.quality.gx import after_job_run
 
     after_job_run(settings, "silver")  # what sync published came from silver: its suites, once per run
     return 0

@@ -8,7 +8,7 @@ CREATE TABLE PLATFORMS (
     CONSTRAINT PLATFORMS_NAME_UQ UNIQUE (NAME)
 );
 
--- platform_id values are fixed: the sync maps silver's `platform` to them (pipelines/sync/records.py).
+-- platform_id values are fixed: the sync maps silver's `platform` to them (pipelines/databases/records.py).
 MERGE INTO PLATFORMS t
 USING (
     SELECT 1 AS PLATFORM_ID, 'Mastodon' AS NAME, 'Mastodon REST and streaming API' AS API_SOURCE FROM DUAL

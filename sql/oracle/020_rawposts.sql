@@ -1,7 +1,7 @@
 -- RAWPOSTS: one row per post (latest edit wins), synced from silver/posts.
 -- The older system's columns first (same names), tootlake's after. Timestamps are UTC without zone.
 -- Booleans are NUMBER(1) 0/1. A value longer than its VARCHAR2 column is rejected before the database
--- sees it, never cut (pipelines/sync/oracle.py, check_rows).
+-- sees it, never cut (pipelines/databases/oracle.py, check_rows).
 CREATE TABLE RAWPOSTS (
     POST_ID          VARCHAR2(1000 CHAR)  NOT NULL,
     PLATFORM_ID      NUMBER(5)            NOT NULL,

@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS platforms (
     api_source   varchar(200)
 );
 
--- platform_id values are fixed: the sync maps silver's `platform` to them (pipelines/sync/records.py).
+-- platform_id values are fixed: the sync maps silver's `platform` to them (pipelines/databases/records.py).
 INSERT INTO platforms (platform_id, name, api_source) VALUES
     (1, 'Mastodon', 'Mastodon REST and streaming API'),
     (2, 'Bluesky', 'AT Protocol firehose'),

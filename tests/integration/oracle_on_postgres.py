@@ -1,7 +1,7 @@
 """The Oracle sync's own SQL, run on PostgreSQL 15: sqlglot (oracle -> postgres) plus a thin adapter.
 
 `OracleOnPostgres(conninfo)` is a DB-API connection shaped like python-oracledb's, so the real
-`OracleTarget` (pipelines/sync/oracle.py) runs unchanged on it: every statement it sends (the SYNC_STAGE
+`OracleTarget` (pipelines/databases/oracle.py) runs unchanged on it: every statement it sends (the SYNC_STAGE
 insert, the deletes, the MERGEs) and every script of sql/oracle is parsed as Oracle SQL and written as
 PostgreSQL by sqlglot, which must not drop anything (unsupported_level=RAISE). The adapter only does what
 has no direct equivalent, each rewrite named here:
@@ -36,7 +36,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-from tootlake.pipelines.sync import dbinit
+from tootlake.pipelines.databases import dbinit
 
 _BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _LOB_SIZES = (oracledb.DB_TYPE_LONG, oracledb.DB_TYPE_CLOB, oracledb.DB_TYPE_NCLOB)

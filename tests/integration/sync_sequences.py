@@ -17,7 +17,7 @@ tombstone), so a target ordering by either key must end in the same rows: ORDER_
 The model (`Model.apply`), per batch, as the sync job runs it: a row too long for any target
 (silver.schema.TARGET_LIMITS, records.stage_rows_checked) is quarantined; one row per post is kept (the
 latest commit; in one commit a live row beats a physical delete); a row that does not fit the Oracle
-columns (limits read from sql/oracle here, independently of pipelines/sync/oracle.py) is quarantined; a
+columns (limits read from sql/oracle here, independently of pipelines/databases/oracle.py) is quarantined; a
 live row replaces the stored one from an earlier commit; a tombstone or physical delete removes the
 stored row from an earlier commit (silver's delete policy: a tombstone is final).
 """
@@ -34,8 +34,8 @@ from typing import Any
 from hypothesis import strategies as st
 from sync_support import EDGE_TEXTS, T0, silver_post, tombstone
 
-from tootlake.pipelines.sync import dbinit, oracle
-from tootlake.pipelines.sync.records import (
+from tootlake.pipelines.databases import dbinit, oracle
+from tootlake.pipelines.databases.records import (
     PROCESSED_COLUMNS,
     RAW_COLUMNS,
     STAGE_COLUMNS,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psycopg2
 import psycopg2.extensions
 
-from tootlake.pipelines.sync import dbinit
+from tootlake.pipelines.databases import dbinit
 from tootlake.silver.schema import POSTS_SCHEMA
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

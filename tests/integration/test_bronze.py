@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tootlake.bronze.filters import FilterConfig
-from tootlake.pipelines.bronze_job import BRONZE_TABLE, run_bronze
-from tootlake.pipelines.mastodon_source import replay_source
-from tootlake.pipelines.producer import produce_events
+from tootlake.pipelines.jobs.bronze import BRONZE_TABLE, run_bronze
+from tootlake.pipelines.source.mastodon import replay_source
+from tootlake.pipelines.source.producer import produce_events
 
 pytestmark = pytest.mark.integration
 
@@ -113,10 +113,10 @@ def test_offsets_deleted_before_bronze_read_them_are_a_visible_dq_failure(
     from confluent_kafka.admin import AdminClient
     from deltalake import DeltaTable
 
-    from tootlake.pipelines.bronze_job import LOST_OFFSETS_RULE
-    from tootlake.pipelines.dq import METRICS_TABLE
-    from tootlake.pipelines.mastodon_source import SourceEvent
-    from tootlake.pipelines.status import collect_status, format_status
+    from tootlake.pipelines.jobs.bronze import LOST_OFFSETS_RULE
+    from tootlake.pipelines.ops.status import collect_status, format_status
+    from tootlake.pipelines.quality.guard import METRICS_TABLE
+    from tootlake.pipelines.source.mastodon import SourceEvent
 
     settings = _isolated(settings, tmp_path, unique_name)
     now = dt.datetime.now(dt.UTC)

@@ -11,10 +11,10 @@ import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
 
-from tootlake.pipelines.cluster import local_cluster
-from tootlake.pipelines.mastodon_source import replay_source
-from tootlake.pipelines.producer import produce_events
-from tootlake.pipelines.run import settings_env
+from tootlake.pipelines.ops.cluster import local_cluster
+from tootlake.pipelines.ops.supervisor import settings_env
+from tootlake.pipelines.source.mastodon import replay_source
+from tootlake.pipelines.source.producer import produce_events
 
 MASTER_PORT = int(os.environ.get("TOOTLAKE_TEST_SPARK_MASTER_PORT", 27077))
 UI_PORT = int(os.environ.get("TOOTLAKE_TEST_SPARK_UI_PORT", 28080))

@@ -14,9 +14,9 @@ from deltalake import DeltaTable
 
 from tootlake.bronze.records import build_envelope, encode_record
 from tootlake.expectations.rules import row
-from tootlake.pipelines.dq import METRICS_TABLE, DataQualityError, Guard
-from tootlake.pipelines.gold_job import run_gold
-from tootlake.pipelines.silver_job import POSTS_TABLE, QUARANTINE_TABLE, run_silver
+from tootlake.pipelines.jobs.gold import run_gold
+from tootlake.pipelines.jobs.silver import POSTS_TABLE, QUARANTINE_TABLE, run_silver
+from tootlake.pipelines.quality.guard import METRICS_TABLE, DataQualityError, Guard
 
 pytestmark = pytest.mark.integration
 
@@ -125,8 +125,8 @@ def test_fail_rule_stops_a_gold_table_before_its_overwrite(lake, spark):
 
 
 def test_gx_suites_and_report_render_in_chromium(lake, tmp_path):
-    from tootlake.pipelines.dq_gx import validate_layer
-    from tootlake.pipelines.dq_report import write_report
+    from tootlake.pipelines.quality.gx import validate_layer
+    from tootlake.pipelines.quality.report import write_report
 
     s, _, _, _ = lake
     silver = validate_layer(s, "silver")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tootlake.pipelines.drill import Drill, drill_settings, report_json
+from tootlake.pipelines.ops.drill import Drill, drill_settings, report_json
 
 
 @pytest.mark.integration

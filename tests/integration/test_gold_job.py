@@ -7,8 +7,8 @@ import pytest
 from gold_reference import connect, crafted_rows, duckdb_rows, reference_sql, spark_rows
 
 from tootlake.gold.tables import BATCH_TABLES
-from tootlake.pipelines.bench_gold import load_statuses, silver_rows
-from tootlake.pipelines.gold_job import GoldInputMissing, format_summary, gold_summary, run_gold
+from tootlake.pipelines.bench.gold import load_statuses, silver_rows
+from tootlake.pipelines.jobs.gold import GoldInputMissing, format_summary, gold_summary, run_gold
 from tootlake.silver.schema import POSTS_SCHEMA
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from gold_reference import connect, duckdb_rows, post, reference_sql, spark_rows
 
-from tootlake.pipelines.bench_gold import load_statuses, silver_rows
-from tootlake.pipelines.gold_stream import LATE_EVENTS, POSTS_PER_MINUTE, MinuteCounter, run_gold_stream
+from tootlake.pipelines.bench.gold import load_statuses, silver_rows
+from tootlake.pipelines.jobs.gold_stream import LATE_EVENTS, POSTS_PER_MINUTE, MinuteCounter, run_gold_stream
 from tootlake.silver.schema import POSTS_SCHEMA
 
 pytestmark = pytest.mark.integration

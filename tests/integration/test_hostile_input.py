@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tootlake.pipelines.bench_fuzz import campaign, load_templates
-from tootlake.pipelines.bronze_job import run_bronze
-from tootlake.pipelines.drill import drill_settings
-from tootlake.pipelines.hostile import INVALID, VALID, hostile_records
-from tootlake.pipelines.silver_job import run_silver
-from tootlake.pipelines.sync import run_sync
+from tootlake.pipelines.bench.fuzz import campaign, load_templates
+from tootlake.pipelines.bench.hostile import INVALID, VALID, hostile_records
+from tootlake.pipelines.jobs.bronze import run_bronze
+from tootlake.pipelines.jobs.silver import run_silver
+from tootlake.pipelines.jobs.sync import run_sync
+from tootlake.pipelines.ops.drill import drill_settings
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def test_no_record_stops_the_pipeline_and_none_is_lost(spark, settings, postgres
                                                          unique_name, tmp_path):
     import psycopg2.extensions
 
-    from tootlake.pipelines import services
+    from tootlake.pipelines.ops import services
 
     port = int(psycopg2.extensions.parse_dsn(postgres_conninfo)["port"])
     own = drill_settings(settings.model_copy(update={"postgres_port": port}), tmp_path,

@@ -2,9 +2,9 @@
 
 The same randomised change-feed sequences (tests/integration/sync_sequences.py: inserts, edits with newer,
 equal and older timestamps, deletes, replays, odd text, values one past their Oracle column) go through
-  - the PostgreSQL target (pipelines/sync/postgres.py, PostgresTarget.write_batch), and
-  - the Oracle target (pipelines/sync/oracle.py, OracleTarget.write_batch, unchanged) on a connection that
-    runs its SQL on PostgreSQL (oracle_on_postgres.py: sqlglot oracle -> postgres plus a thin adapter),
+  - the PostgreSQL target (pipelines/databases/postgres.py, PostgresTarget.write_batch), and
+  - the Oracle target (pipelines/databases/oracle.py, OracleTarget.write_batch, unchanged) on a connection
+    that runs its SQL on PostgreSQL (oracle_on_postgres.py: sqlglot oracle -> postgres plus a thin adapter),
 and after every batch both must hold exactly what the plain-Python model says (newer wins, a tombstone
 deletes, a replay writes nothing, rows that do not fit Oracle are quarantined, never cut), which in the end
 is what silver says is current. TOOTLAKE_SYNC_SEQUENCES sets how many sequences run (default 100).
@@ -34,11 +34,11 @@ from sync_sequences import (
 )
 from sync_support import T0, scratch_database
 
-from tootlake.pipelines.sync import oracle
-from tootlake.pipelines.sync.oracle import OracleTarget, RowsRejected
-from tootlake.pipelines.sync.postgres import PostgresTarget
-from tootlake.pipelines.sync.records import RAW_COLUMNS
-from tootlake.pipelines.sync.retry import RetryPolicy
+from tootlake.pipelines.databases import oracle
+from tootlake.pipelines.databases.oracle import OracleTarget, RowsRejected
+from tootlake.pipelines.databases.postgres import PostgresTarget
+from tootlake.pipelines.databases.records import RAW_COLUMNS
+from tootlake.pipelines.databases.retry import RetryPolicy
 
 pytestmark = pytest.mark.integration
 CONTENT = RAW_COLUMNS.index("post_content")
@@ -150,7 +150,7 @@ def test_a_tombstone_wins_a_tie_and_deletes_both_tables(targets):
 
 def test_the_statements_deduplicate_a_batch_themselves(targets):
     """Rows handed over without records.latest_per_post: the SQL's own one-row-per-post rule decides."""
-    from tootlake.pipelines.sync.records import stage_row
+    from tootlake.pipelines.databases.records import stage_row
 
     p, q, r = _post(1), _post(2), _post(3)
     targets.empty()
@@ -199,7 +199,7 @@ def test_a_restore_split_over_two_batches_keeps_the_post(targets, delete_first):
 
 def test_rows_without_a_commit_or_from_another_lake_fall_back_to_updated_at(targets):
     """Rows synced before commit versions were kept, or from another silver table, compare by updated_at."""
-    from tootlake.pipelines.sync.records import stage_row
+    from tootlake.pipelines.databases.records import stage_row
 
     if not ORDER_BY_COMMIT:
         pytest.skip("the sync orders by updated_at here")
@@ -243,7 +243,7 @@ def test_keys_one_past_the_column_are_quarantined_not_merged_into_one_row(target
 
 
 def test_the_oracle_target_refuses_a_batch_with_a_long_key_before_the_database(targets):
-    from tootlake.pipelines.sync.records import stage_rows
+    from tootlake.pipelines.databases.records import stage_rows
 
     targets.empty()
     rows = stage_rows([_live(_post(1, "long_over"), 1, 0).silver_row(PREFIX),

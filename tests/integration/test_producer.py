@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tootlake.pipelines.mastodon_source import ReplaySource
-from tootlake.pipelines.producer import ensure_topic, produce_events
+from tootlake.pipelines.source.mastodon import ReplaySource
+from tootlake.pipelines.source.producer import ensure_topic, produce_events
 
 pytestmark = pytest.mark.integration
 
@@ -244,7 +244,7 @@ def test_invalid_text_and_values_over_the_broker_limit_do_not_stop_the_producer(
         topic_settings, tmp_path: Path) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from tootlake.pipelines.producer import replay_progress
+    from tootlake.pipelines.source.producer import replay_progress
 
     bootstrap, topic = topic_settings.bootstrap_servers, topic_settings.kafka_topic
     replication = 1 if topic_settings.uses_embedded_kafka else -1

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tootlake.pipelines import cli, services
+from tootlake.pipelines import cli
+from tootlake.pipelines.ops import services
 from tootlake.pipelines.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -314,7 +315,7 @@ def test_child_processes_of_the_session_reach_the_test_cluster(settings: Setting
     if not settings.uses_embedded_postgres:
         pytest.skip("external PostgreSQL")
     code = ("import sys; from tootlake.pipelines.settings import load_settings; "
-            "from tootlake.pipelines.services import postgres_answers; "
+            "from tootlake.pipelines.ops.services import postgres_answers; "
             "sys.exit(0 if postgres_answers(load_settings().postgres_conninfo()) else 1)")
     env = {**os.environ, "TOOTLAKE_HOME": str(tmp_path), "POSTGRES_PORT": str(settings.postgres_port)}
     env.pop("STATE_DIR", None)

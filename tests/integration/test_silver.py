@@ -17,7 +17,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from tootlake.bronze.records import build_envelope, encode_record
-from tootlake.pipelines.silver_job import POSTS_TABLE, QUARANTINE_TABLE, run_silver
+from tootlake.pipelines.jobs.silver import POSTS_TABLE, QUARANTINE_TABLE, run_silver
 from tootlake.silver.posts import SCORE_COLUMNS
 
 pytestmark = pytest.mark.integration

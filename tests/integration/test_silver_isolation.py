@@ -12,8 +12,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from tootlake.bronze.records import build_envelope, encode_record
-from tootlake.pipelines.isolation import bisect, is_record_level
-from tootlake.pipelines.silver_job import POSTS_TABLE, QUARANTINE_TABLE, run_silver
+from tootlake.pipelines.jobs.isolation import bisect, is_record_level
+from tootlake.pipelines.jobs.silver import POSTS_TABLE, QUARANTINE_TABLE, run_silver
 
 pytestmark = pytest.mark.integration
 

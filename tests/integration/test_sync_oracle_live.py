@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from sync_sequences import Sink, SyncSequence, read_postgres_like, run_sequence, sequences
 from sync_support import EDGE_TEXTS, T0, silver_post, tombstone  # tests/integration is on sys.path
 
+from tootlake.pipelines.databases import dbinit
+from tootlake.pipelines.databases.oracle import OracleTarget, connect_from_settings
+from tootlake.pipelines.databases.records import stage_rows
+from tootlake.pipelines.databases.retry import RetryPolicy
 from tootlake.pipelines.settings import load_settings
-from tootlake.pipelines.sync import dbinit
-from tootlake.pipelines.sync.oracle import OracleTarget, connect_from_settings
-from tootlake.pipelines.sync.records import stage_rows
-from tootlake.pipelines.sync.retry import RetryPolicy
 
 pytestmark = pytest.mark.integration
 N = 30

@@ -18,10 +18,10 @@ from sync_support import (  # tests/integration is on sys.path (no __init__)
     tombstone,
 )
 
-from tootlake.pipelines import services
-from tootlake.pipelines.sync.postgres import PostgresTarget
-from tootlake.pipelines.sync.records import stage_rows
-from tootlake.pipelines.sync.retry import RetryPolicy, SyncError
+from tootlake.pipelines.databases.postgres import PostgresTarget
+from tootlake.pipelines.databases.records import stage_rows
+from tootlake.pipelines.databases.retry import RetryPolicy, SyncError
+from tootlake.pipelines.ops import services
 
 pytestmark = pytest.mark.integration
 N = 60
@@ -196,7 +196,7 @@ def test_the_order_columns_are_added_to_a_database_created_before_them(postgres_
     with scratch_database(postgres_conninfo, init=False) as db:
         import psycopg2
 
-        from tootlake.pipelines.sync import dbinit
+        from tootlake.pipelines.databases import dbinit
 
         with psycopg2.connect(db) as conn, conn.cursor() as cur:  # the tables as an older release made them
             for path in dbinit.script_files("postgres"):

@@ -30,9 +30,9 @@ from sync_support import (  # tests/integration is on sys.path (no __init__)
     tombstone,
 )
 
-from tootlake.pipelines import services
-from tootlake.pipelines.sync import run_sync
-from tootlake.pipelines.sync.retry import SyncError
+from tootlake.pipelines.databases.retry import SyncError
+from tootlake.pipelines.jobs.sync import run_sync
+from tootlake.pipelines.ops import services
 from tootlake.silver.schema import POSTS_SCHEMA
 
 pytestmark = pytest.mark.integration
@@ -147,7 +147,7 @@ KILLABLE = textwrap.dedent("""
     import sys, time
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.spark import build_spark
-    from tootlake.pipelines.sync import run_sync
+    from tootlake.pipelines.jobs.sync import run_sync
     settings = load_settings()
     spark = build_spark(settings, "sync-sigkill-test")
     delay = float(sys.argv[1])

@@ -13,7 +13,7 @@ from analysis_lake import build_lake
 
 from tootlake.pipelines import lake
 from tootlake.pipelines.cli import main
-from tootlake.pipelines.commands.analysis import render
+from tootlake.pipelines.cli.analysis import render
 from tootlake.pipelines.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 from tootlake.bronze.records import build_envelope, encode_record
-from tootlake.pipelines.bench_freshness import (
+from tootlake.pipelines.bench.freshness import (
     backlog_series,
     build_parser,
     cores,

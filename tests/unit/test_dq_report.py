@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tootlake.pipelines.dq import append_metrics
-from tootlake.pipelines.dq_report import latest, load_metrics, per_run, summary_lines, write_report
+from tootlake.pipelines.quality.guard import append_metrics
+from tootlake.pipelines.quality.report import latest, load_metrics, per_run, summary_lines, write_report
 
 
 def _row(run, table, rule, severity, checked, failed, batch, minute):

@@ -19,7 +19,7 @@ from tootlake.expectations.rules import (
     unique,
 )
 from tootlake.expectations.tables import gold_table, silver_posts, sync_posts
-from tootlake.pipelines.dq import METRICS_TABLE, QUARANTINE_TABLE, DataQualityError, Guard
+from tootlake.pipelines.quality.guard import METRICS_TABLE, QUARANTINE_TABLE, DataQualityError, Guard
 from tootlake.silver.quarantine import RULE_NAMES
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tootlake.pipelines.drill import DrillReport, expected_keys
-from tootlake.pipelines.mastodon_source import SourceEvent, delete_event
+from tootlake.pipelines.ops.drill import DrillReport, expected_keys
+from tootlake.pipelines.source.mastodon import SourceEvent, delete_event
 
 AT = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -30,7 +30,7 @@ def test_report_fails_on_missing_or_duplicated_posts() -> None:
 
 
 def test_arrival_is_compared_row_for_row_so_duplicates_and_changed_text_fail() -> None:
-    from tootlake.pipelines.drill import compare_arrival, expected_contents
+    from tootlake.pipelines.ops.drill import compare_arrival, expected_contents
 
     events = [
         SourceEvent("status", {"id": "1", "content": "<p>first</p>", "created_at": "2024-01-01T00:00:00Z"},

@@ -22,7 +22,7 @@ from gold_reference import (
 
 from tootlake.gold import activity, hashtags, windowed
 from tootlake.gold.tables import BATCH_TABLES
-from tootlake.pipelines.bench_gold import load_statuses, silver_rows
+from tootlake.pipelines.bench.gold import load_statuses, silver_rows
 from tootlake.silver.schema import POSTS_SCHEMA
 
 ACTIVE_MIN = 5

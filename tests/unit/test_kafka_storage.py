@@ -1,6 +1,6 @@
 """Embedded-broker helpers that need no broker."""
 
-from tootlake.pipelines.services import _kafka_cluster_id
+from tootlake.pipelines.ops.services import _kafka_cluster_id
 
 
 def test_kafka_cluster_ids_never_start_with_a_dash():

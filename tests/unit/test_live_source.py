@@ -16,8 +16,8 @@ from mastodon.errors import MastodonNetworkError, MastodonRatelimitError
 from mastodon.return_types import Status
 from mastodon.types_base import try_cast_recurse
 
-from tootlake.pipelines.mastodon_source import Backoff, LiveSource, MastodonSource, make_client
 from tootlake.pipelines.settings import load_settings
+from tootlake.pipelines.source.mastodon import Backoff, LiveSource, MastodonSource, make_client
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SSE_CASSETTES = DATA / "mastodon-streaming-sse" / "mastodonpy_cassettes.dev.sse"
@@ -269,8 +269,8 @@ def test_sigterm_stops_a_live_dry_run_cleanly(settings, monkeypatch, capsys) -> 
     import os
     import signal
 
-    from tootlake.pipelines import mastodon_source
-    from tootlake.pipelines.commands.produce import run_producer
+    from tootlake.pipelines.cli.produce import run_producer
+    from tootlake.pipelines.source import mastodon as mastodon_source
 
     class EndlessStream:
         def stream_public(self, listener, **kwargs) -> None:

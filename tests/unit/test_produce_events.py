@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tootlake.bronze.filters import FilterConfig
-from tootlake.pipelines.mastodon_source import ReplaySource, SourceEvent
-from tootlake.pipelines.producer import produce_events, producer_config
 from tootlake.pipelines.settings import load_settings
+from tootlake.pipelines.source.mastodon import ReplaySource, SourceEvent
+from tootlake.pipelines.source.producer import produce_events, producer_config
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 FIXTURES = DATA / "mastodon-api-fixtures-mastodonpy" / "statuses.dev.jsonl"
@@ -173,7 +173,7 @@ class FakeKafka:
 def kafka(monkeypatch) -> FakeKafka:
     import confluent_kafka
 
-    from tootlake.pipelines import producer
+    from tootlake.pipelines.source import producer
 
     fake = FakeKafka()
     monkeypatch.setattr(confluent_kafka, "Producer", fake)
@@ -275,7 +275,7 @@ def test_a_record_that_breaks_the_filters_is_dead_lettered(settings, kafka, tmp_
 
 
 def test_broker_down_fails_deliveries_as_before_and_dead_letters_nothing(settings, kafka, tmp_path) -> None:
-    from tootlake.pipelines.producer import replay_progress
+    from tootlake.pipelines.source.producer import replay_progress
 
     kafka.down = True
     replay = _replay_file(tmp_path, n=10)
@@ -310,7 +310,7 @@ def _all_keys() -> list[str]:
 
 
 def test_replay_resumes_where_it_stopped_and_max_counts_the_whole_replay(settings, kafka) -> None:
-    from tootlake.pipelines.producer import replay_progress
+    from tootlake.pipelines.source.producer import replay_progress
 
     def run(max_events=None, **kwargs):
         return produce_events(settings, ReplaySource([TIMELINE]), max_events=max_events,
@@ -331,8 +331,8 @@ def test_replay_resumes_where_it_stopped_and_max_counts_the_whole_replay(setting
 
 def test_other_topic_or_fresh_state_or_new_topic_start_from_the_top(settings, kafka, monkeypatch,
                                                                     tmp_path) -> None:
-    from tootlake.pipelines import producer
-    from tootlake.pipelines.producer import replay_progress
+    from tootlake.pipelines.source import producer
+    from tootlake.pipelines.source.producer import replay_progress
 
     produce_events(settings, ReplaySource([TIMELINE]), max_events=50,
                    progress=replay_progress(settings, [TIMELINE]))
@@ -352,8 +352,8 @@ def test_other_topic_or_fresh_state_or_new_topic_start_from_the_top(settings, ka
 
 def test_progress_only_counts_confirmed_deliveries(settings, kafka, monkeypatch) -> None:
     """What a SIGKILL would leave: the file never claims a record Kafka has not confirmed."""
-    from tootlake.pipelines import producer
-    from tootlake.pipelines.producer import replay_progress
+    from tootlake.pipelines.source import producer
+    from tootlake.pipelines.source.producer import replay_progress
 
     monkeypatch.setattr(producer, "PROGRESS_EVERY_S", 0.0)
     produce_events(settings, ReplaySource([TIMELINE]), max_events=20, progress=replay_progress(settings,
@@ -368,7 +368,7 @@ def test_progress_only_counts_confirmed_deliveries(settings, kafka, monkeypatch)
 
 
 def test_out_of_order_confirmations_and_failures_keep_a_safe_position(settings, kafka) -> None:
-    from tootlake.pipelines.producer import _Positions, replay_progress
+    from tootlake.pipelines.source.producer import _Positions, replay_progress
 
     positions = _Positions(10, 4)
     positions.done(12, record=True)
@@ -384,7 +384,7 @@ def test_out_of_order_confirmations_and_failures_keep_a_safe_position(settings, 
 
 
 def test_a_crashed_replay_loses_nothing_on_restart(settings, kafka) -> None:
-    from tootlake.pipelines.producer import replay_progress
+    from tootlake.pipelines.source.producer import replay_progress
 
     def crash(fake) -> None:
         if len(fake.topic) + len(fake.pending) == 60:
@@ -405,8 +405,8 @@ def test_cli_replay_resumes_from_start_and_dry_run_leave_the_position(settings, 
                                                                        capsys) -> None:
     import argparse
 
-    from tootlake.pipelines.commands.produce import _passthrough, run_producer
-    from tootlake.pipelines.producer import replay_progress
+    from tootlake.pipelines.cli.produce import _passthrough, run_producer
+    from tootlake.pipelines.source.producer import replay_progress
 
     def args(**kwargs) -> argparse.Namespace:
         values = dict(source="replay", files=[TIMELINE], max_events=None, rate=None, instance=None,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tootlake.pipelines.mastodon_source import MastodonSource, ReplaySource, SourceEvent
+from tootlake.pipelines.source.mastodon import MastodonSource, ReplaySource, SourceEvent
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 TIMELINE = DATA / "mastodon-public-timeline-2023" / "statuses.dev.jsonl"

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tootlake.pipelines.run import (
+from tootlake.pipelines.ops.status import checkpoint_info, kafka_lag
+from tootlake.pipelines.ops.supervisor import (
     Stage,
     Supervisor,
     child_env,
@@ -27,7 +28,6 @@ from tootlake.pipelines.run import (
     tree_rss,
 )
 from tootlake.pipelines.settings import SECRETS_FILE_ENV, load_settings
-from tootlake.pipelines.status import checkpoint_info, kafka_lag
 
 # A stage that prints, then sleeps until SIGTERM, on which it says so and exits 0.
 SLEEPER = ("import signal, sys, time\n"
@@ -66,7 +66,7 @@ def _run_in_thread(sup: Supervisor) -> threading.Thread:
 
 @pytest.fixture(autouse=True)
 def _no_signal_in_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tootlake.pipelines.run.signal.signal", lambda *_args: signal.SIG_DFL)
+    monkeypatch.setattr("tootlake.pipelines.ops.supervisor.signal.signal", lambda *_args: signal.SIG_DFL)
 
 
 def test_killed_stage_restarts_and_stop_is_clean(settings) -> None:

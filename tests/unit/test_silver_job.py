@@ -1,8 +1,8 @@
-"""pipelines.silver_job helpers: the writer id kept with the checkpoint, the summary, table creation."""
+"""pipelines.jobs.silver helpers: the writer id kept with the checkpoint, the summary, table creation."""
 
 from __future__ import annotations
 
-from tootlake.pipelines.silver_job import format_summary, txn_app_id
+from tootlake.pipelines.jobs.silver import format_summary, txn_app_id
 
 
 def test_txn_app_id_lives_and_dies_with_the_checkpoint(tmp_path):
@@ -26,7 +26,7 @@ def test_format_summary_lists_every_distribution():
 
 def test_silver_posts_is_created_with_the_change_data_feed_on(spark, settings, tmp_path):
     """Sync and the gold stream read silver/posts' change feed; it must be on from the first version."""
-    from tootlake.pipelines.silver_job import ensure_tables
+    from tootlake.pipelines.jobs.silver import ensure_tables
 
     settings = settings.model_copy(update={"lake_dir": tmp_path / "lake"})
     ensure_tables(spark, settings)

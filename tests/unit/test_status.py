@@ -12,8 +12,8 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
+from tootlake.pipelines.ops.status import collect_status, format_status
 from tootlake.pipelines.settings import load_settings
-from tootlake.pipelines.status import collect_status, format_status
 
 
 def _free_port() -> int:

@@ -9,9 +9,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from tootlake.pipelines.sync import dbinit, oracle
-from tootlake.pipelines.sync.records import STAGE_COLUMNS, STAGE_NAMES, stage_rows
-from tootlake.pipelines.sync.retry import RetryPolicy, SyncError
+from tootlake.pipelines.databases import dbinit, oracle
+from tootlake.pipelines.databases.records import STAGE_COLUMNS, STAGE_NAMES, stage_rows
+from tootlake.pipelines.databases.retry import RetryPolicy, SyncError
 from tootlake.silver.schema import POSTS_SCHEMA
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tootlake.pipelines.sync import records
-from tootlake.pipelines.sync.postgres import copy_payload, copy_value
-from tootlake.pipelines.sync.records import (
+from tootlake.pipelines.databases import records
+from tootlake.pipelines.databases.postgres import copy_payload, copy_value
+from tootlake.pipelines.databases.records import (
     STAGE_NAMES,
     clean_text,
     latest_per_post,

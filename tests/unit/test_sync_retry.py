@@ -5,9 +5,9 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
+from tootlake.pipelines.databases import postgres
+from tootlake.pipelines.databases.retry import RetryPolicy, SyncError, with_retry
 from tootlake.pipelines.settings import load_settings
-from tootlake.pipelines.sync import postgres
-from tootlake.pipelines.sync.retry import RetryPolicy, SyncError, with_retry
 
 
 def test_backoff_doubles_and_is_capped():
@@ -58,7 +58,7 @@ def test_conninfo_description_hides_the_password():
 
 
 def test_oracle_target_without_settings_says_what_to_set():
-    from tootlake.pipelines.sync.runner import make_targets
+    from tootlake.pipelines.jobs.sync import make_targets
 
     with pytest.raises(SyncError, match="ORACLE_DSN"):
         make_targets(load_settings(oracle_dsn=None, oracle_user=None), "all")

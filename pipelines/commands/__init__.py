@@ -1,1 +1,0 @@
-"""CLI sub-commands (thin: parse arguments, call pipelines code)."""

@@ -1,0 +1,179 @@
+"""Streaming gold: 1-minute event-time post counts from silver/posts, with a watermark and a late-event count.
+
+Source: the change data feed of silver/posts (silver MERGEs, so a plain Delta stream would fail on updates).
+A stream started without a checkpoint first sees the table's current snapshot as inserts, then every
+later commit. Only `insert` changes of live posts are counted: an edit does not create a post.
+
+The watermark logic runs in `foreachBatch` (stateless on the Spark side, so nothing is dropped silently):
+- watermark of batch N = max event time of batches < N (from gold/late_events) - GOLD_WATERMARK_MINUTES;
+- a row whose window end <= watermark is late: it is counted in gold/late_events, not added to its window;
+- other rows are MERGEd into gold/posts_per_minute (posts += batch count).
+Replays are no-ops: the MERGE only touches windows whose `last_batch_id` < N and the metrics row is an
+idempotent Delta append (txnAppId/txnVersion = batch id). A fresh checkpoint rebuilds both tables.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import datetime, timedelta
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import LongType, StructField, StructType, TimestampType
+
+from tootlake.gold.windowed import new_posts, split_late, watermark_for, with_minute_window
+from tootlake.pipelines.jobs.gold import SILVER_POSTS, GoldInputMissing, is_delta_table
+from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, run_query
+from tootlake.pipelines.settings import Settings
+
+POSTS_PER_MINUTE = "gold.posts_per_minute"
+LATE_EVENTS = "gold.late_events"
+CHECKPOINT = "gold_posts_per_minute"
+TXN_APP_ID = "tootlake-gold-posts-per-minute"
+
+POSTS_PER_MINUTE_SCHEMA = StructType([
+    StructField("window_start", TimestampType(), False),
+    StructField("window_end", TimestampType(), False),
+    StructField("posts", LongType(), False),
+    StructField("last_batch_id", LongType(), False),  # the batch that last added to the window
+])
+
+# One row per micro-batch: the late_events metric and the watermark history.
+LATE_EVENTS_SCHEMA = StructType([
+    StructField("batch_id", LongType(), False),
+    StructField("watermark", TimestampType(), True),  # null for the first batch
+    StructField("max_event_time", TimestampType(), True),  # cumulative, after this batch
+    StructField("input_rows", LongType(), False),  # live posts in the batch
+    StructField("on_time_rows", LongType(), False),
+    StructField("late_events", LongType(), False),
+    StructField("min_late_event_time", TimestampType(), True),
+    StructField("max_late_event_time", TimestampType(), True),
+])
+
+
+class MinuteCounter:
+    """The foreachBatch sink: owns gold/posts_per_minute and gold/late_events."""
+
+    def __init__(self, settings: Settings, spark: SparkSession, progress: bool = True) -> None:
+        self.spark = spark
+        self.delay = timedelta(minutes=settings.gold_watermark_minutes)
+        self.counts_path = str(settings.table_path(POSTS_PER_MINUTE))
+        self.late_path = str(settings.table_path(LATE_EVENTS))
+        self.progress = progress
+
+    def reset(self) -> None:
+        """Drop both tables (their Delta txn ids belong to the old checkpoint's batch ids)."""
+        for path in (self.counts_path, self.late_path):
+            shutil.rmtree(path, ignore_errors=True)
+
+    def ensure_tables(self) -> None:
+        tables = ((self.counts_path, POSTS_PER_MINUTE_SCHEMA), (self.late_path, LATE_EVENTS_SCHEMA))
+        for path, schema in tables:
+            DeltaTable.createIfNotExists(self.spark).location(path).addColumns(schema).execute()
+
+    def previous_max_event_time(self, batch_id: int) -> datetime | None:
+        row = (
+            self.spark.read.format("delta").load(self.late_path)
+            .where(F.col("batch_id") < batch_id).agg(F.max("max_event_time")).first()
+        )
+        return row[0] if row else None
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        previous_max = self.previous_max_event_time(batch_id)
+        watermark = watermark_for(previous_max, self.delay)
+        posts = (with_minute_window(new_posts(batch))
+                 .select("created_at", "window_start", "window_end").persist())
+        try:
+            on_time, late = split_late(posts, watermark)
+            counts = on_time.groupBy("window_start", "window_end").agg(F.count("*").alias("posts"))
+            (
+                DeltaTable.forPath(self.spark, self.counts_path).alias("t")
+                .merge(counts.alias("s"), "t.window_start = s.window_start")
+                .whenMatchedUpdate(
+                    condition=f"t.last_batch_id < {int(batch_id)}",
+                    set={"posts": "t.posts + s.posts", "last_batch_id": F.lit(batch_id).cast("long")},
+                )
+                .whenNotMatchedInsert(values={
+                    "window_start": "s.window_start", "window_end": "s.window_end", "posts": "s.posts",
+                    "last_batch_id": F.lit(batch_id).cast("long"),
+                })
+                .execute()
+            )
+            stats = posts.agg(F.count("*").alias("n"), F.max("created_at").alias("max_t")).first()
+            late_stats = late.agg(
+                F.count("*").alias("n"), F.min("created_at").alias("lo"), F.max("created_at").alias("hi")
+            ).first()
+        finally:
+            posts.unpersist()
+        max_event_time = max((t for t in (previous_max, stats["max_t"]) if t is not None), default=None)
+        metric = self.spark.createDataFrame(
+            [(int(batch_id), watermark, max_event_time, int(stats["n"]), int(stats["n"] - late_stats["n"]),
+              int(late_stats["n"]), late_stats["lo"], late_stats["hi"])],
+            LATE_EVENTS_SCHEMA,
+        )
+        # Idempotent append: Delta skips a (txnAppId, txnVersion) it has already committed.
+        (metric.write.format("delta").mode("append")
+         .option("txnAppId", TXN_APP_ID).option("txnVersion", int(batch_id)).save(self.late_path))
+        if self.progress:
+            print(f"[gold-stream] batch {batch_id}: {stats['n']} posts, {late_stats['n']} late "
+                  f"(watermark {watermark})", flush=True)
+
+
+def ensure_change_feed(spark: SparkSession, path: str) -> None:
+    """Turn the change data feed on for `path` if it is off (a metadata-only commit; retried on a race)."""
+    for attempt in range(5):
+        properties = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
+        if str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true":
+            return
+        try:
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
+            print(f"[gold-stream] enabled the change data feed on {path}", flush=True)
+            return
+        except Exception as exc:  # a concurrent silver/sync commit: look again
+            if "Concurrent" not in str(exc) or attempt == 4:
+                raise
+            time.sleep(1 + attempt)
+
+
+def silver_inserts(settings: Settings, spark: SparkSession) -> DataFrame:
+    """Streaming DataFrame of silver/posts' inserts and physical deletes (change data feed): the batch
+    function keeps the inserts that add a post (`gold.windowed.new_posts`)."""
+    path = settings.table_path(SILVER_POSTS)
+    if not is_delta_table(path):
+        raise GoldInputMissing(f"no silver posts table at {path}: run `tootlake silver` first")
+    ensure_change_feed(spark, str(path))
+    return (
+        spark.readStream.format("delta").option("readChangeFeed", "true").load(str(path))
+        .where(F.col("_change_type").isin("insert", "delete"))
+    )
+
+
+def start_gold_stream(
+    settings: Settings, spark: SparkSession, trigger: str = AVAILABLE_NOW, progress: bool = True
+) -> StreamingQuery:
+    """Start the 1-minute counts stream (`available-now`: process what silver has, then stop)."""
+    checkpoint = settings.checkpoint_path(CHECKPOINT)
+    sink = MinuteCounter(settings, spark, progress=progress)
+    if not (checkpoint / "offsets").is_dir():
+        sink.reset()  # a fresh checkpoint restarts batch ids at 0: rebuild from the silver snapshot
+    sink.ensure_tables()
+    writer = (
+        silver_inserts(settings, spark).writeStream.queryName("gold_posts_per_minute")
+        .option("checkpointLocation", str(checkpoint)).foreachBatch(sink)
+    )
+    return apply_trigger(writer, trigger).start()
+
+
+def run_gold_stream(
+    settings: Settings, spark: SparkSession, trigger: str = AVAILABLE_NOW, progress: bool = True
+) -> dict[str, int]:
+    """Run the stream until done (available-now) or a signal; returns windows and total late events."""
+    query = start_gold_stream(settings, spark, trigger=trigger, progress=progress)
+    run_query(query, "gold-stream", log=print if progress else (lambda _line: None))
+    windows = spark.read.format("delta").load(str(settings.table_path(POSTS_PER_MINUTE))).count()
+    late = spark.read.format("delta").load(str(settings.table_path(LATE_EVENTS))).agg(
+        F.coalesce(F.sum("late_events"), F.lit(0))).first()[0]
+    return {"posts_per_minute": windows, "late_events": int(late)}
