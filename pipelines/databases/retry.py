@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
 T = TypeVar("T")
 
 
@@ -20,8 +22,16 @@ class RetryPolicy:
     base_s: float = 1.0  # back-off before try n+1: base * 2**(n-1), capped at max_s
     max_s: float = 30.0
 
+    def wait(self) -> wait_exponential:
+        return wait_exponential(multiplier=self.base_s, max=self.max_s, exp_base=2)
+
     def delays(self) -> list[float]:
-        return [min(self.max_s, self.base_s * 2**n) for n in range(self.attempts - 1)]
+        """The waits before tries 2..attempts (what `wait()` gives after each failed try)."""
+        wait, state = self.wait(), RetryCallState(None, None, (), {})
+        out = []
+        for state.attempt_number in range(1, self.attempts):
+            out.append(wait(state))
+        return out
 
 
 def with_retry(
@@ -38,25 +48,29 @@ def with_retry(
     `action` must be a whole transaction that is safe to repeat (our batches are: newer-wins upserts).
     Non-transient errors propagate at once. After the last try a SyncError says what to do.
     """
-    delays = policy.delays()
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return action()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            on_retry()
-            if attempt == policy.attempts:
-                waited = sum(delays)
-                first_line = (str(exc).strip().splitlines() or [""])[0]
-                raise SyncError(
-                    f"{what}: connection lost and not back after {policy.attempts} tries over {waited:.1f} s "
-                    f"({type(exc).__name__}: {first_line}). "
-                    "Nothing was committed for this batch and the checkpoint did not advance: start the "
-                    "database (e.g. `tootlake services up`) and run `tootlake sync` again."
-                ) from exc
-            delay = delays[attempt - 1]
-            log(f"[sync] {what}: connection problem ({type(exc).__name__}); retry {attempt}/"
-                f"{policy.attempts - 1} in {delay:.1f} s")
-            sleep(delay)
-    raise AssertionError("unreachable")
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception()
+        log(f"[sync] {what}: connection problem ({type(exc).__name__}); retry {state.attempt_number}/"
+            f"{policy.attempts - 1} in {state.upcoming_sleep:.1f} s")
+
+    def give_up(state: RetryCallState) -> T:
+        exc = state.outcome.exception()
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise SyncError(
+            f"{what}: connection lost and not back after {policy.attempts} tries over "
+            f"{sum(policy.delays()):.1f} s ({type(exc).__name__}: {first_line}). "
+            "Nothing was committed for this batch and the checkpoint did not advance: start the "
+            "database (e.g. `tootlake services up`) and run `tootlake sync` again."
+        ) from exc
+
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(policy.attempts),
+        wait=policy.wait(),
+        after=lambda _state: on_retry(),  # after every transient failure, the last one too
+        before_sleep=before_sleep,
+        retry_error_callback=give_up,
+        sleep=sleep,
+    )
+    return retrying(action)

@@ -64,3 +64,18 @@ def test_oracle_target_without_settings_says_what_to_set():
         make_targets(load_settings(oracle_dsn=None, oracle_user=None), "all")
     with pytest.raises(ValueError, match="target"):
         make_targets(load_settings(), "mysql")
+
+
+def test_each_retry_is_logged_and_every_failed_try_drops_the_connection():
+    logged, sleeps, dropped = [], [], []
+
+    def action():
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    with pytest.raises(SyncError) as failure:
+        with_retry(action, postgres.is_connection_error, RetryPolicy(3, 0.1, 1), "sync to x:1/db",
+                   on_retry=lambda: dropped.append(1), log=logged.append, sleep=sleeps.append)
+    assert logged == ["[sync] sync to x:1/db: connection problem (OperationalError); retry 1/2 in 0.1 s",
+                      "[sync] sync to x:1/db: connection problem (OperationalError); retry 2/2 in 0.2 s"]
+    assert sleeps == [0.1, 0.2] and len(dropped) == 3 and "over 0.3 s" in str(failure.value)
+    assert isinstance(failure.value.__cause__, psycopg2.OperationalError)
