@@ -1,4 +1,9 @@
-"""The lake by logical table name, read with delta-rs (no JVM): discovery, time travel, diff, restore, DuckDB.
+"""The lake by logical table name: the one home of Delta I/O.
+
+`Lake(settings, spark=None)` owns every Delta read / write / MERGE / change feed / idempotent append /
+history the jobs, data quality, status, the drill and the benchmarks do (delta-rs without a JVM, Spark
+when given a session; Delta's exception classes, never message text). The module functions below are the
+delta-rs tools for people: discovery, time travel, diff, restore, DuckDB.
 
 Logical names are `<layer>.<table>` and map to `<lake>/<layer>/<table>` (see `Settings.table_path`). The
 valid names are discovered by listing the lake (every folder with a `_delta_log`), so a table written by a
@@ -11,18 +16,29 @@ Arrow dataset): no DuckDB extension is downloaded.
 
 from __future__ import annotations
 
+import operator
 import re
+import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache, reduce
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
-from deltalake import DeltaTable
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 from tootlake.pipelines.settings import Settings
+
+if TYPE_CHECKING:  # the Spark half imports pyspark / delta-spark when used, so the delta-rs half needs no JVM
+    from delta.tables import DeltaMergeBuilder
+    from pyspark.sql import DataFrame, Row, SparkSession
+    from pyspark.sql.types import StructType
 
 # Row identity used by `diff`, per logical table. A table not listed here (or whose key columns are not
 # all present at both versions) is compared row by row: rows are then only added or removed, never changed.
@@ -152,8 +168,13 @@ def _rows_written(metrics: dict[str, Any]) -> int | None:
 
 def history(settings: Settings, name: str, limit: int | None = None) -> list[Commit]:
     """The table's commits, newest first."""
+    return commits_of(open_table(settings, name), limit)
+
+
+def commits_of(table: DeltaTable, limit: int | None = None) -> list[Commit]:
+    """`DeltaTable.history()` as Commits, newest first."""
     commits = []
-    for entry in open_table(settings, name).history(limit):
+    for entry in table.history(limit):
         params = entry.get("operationParameters") or {}
         details = " ".join(f"{key}={params[key]}" for key in _DETAIL_PARAMS
                            if params.get(key) not in (None, ""))
@@ -306,3 +327,190 @@ def query(settings: Settings, sql: str, as_of: dict[str, str | int] | None = Non
         return relation.to_arrow_table() if relation is not None else pa.table({})
     finally:
         con.close()
+
+
+# --- the Lake: the one home of Delta I/O --------------------------------------------------------------
+CHANGE_FEED = "delta.enableChangeDataFeed"
+
+
+@cache
+def commit_conflicts() -> tuple[type[BaseException], ...]:
+    """Delta's commit-conflict exception classes (delta-rs' and, when installed, delta-spark's): another
+    writer committed first. Never the data's fault; a retry may succeed."""
+    found: list[type[BaseException]] = [CommitFailedError]
+    try:
+        from delta.exceptions import (
+            ConcurrentAppendException,
+            ConcurrentDeleteDeleteException,
+            ConcurrentDeleteReadException,
+            ConcurrentTransactionException,
+            ConcurrentWriteException,
+            DeltaConcurrentModificationException,
+            MetadataChangedException,
+            ProtocolChangedException,
+        )
+    except ImportError:  # the delta-rs-only install (status, analysis) has no delta-spark
+        return tuple(found)
+    found += [ConcurrentAppendException, ConcurrentDeleteDeleteException, ConcurrentDeleteReadException,
+              ConcurrentTransactionException, ConcurrentWriteException, DeltaConcurrentModificationException,
+              MetadataChangedException, ProtocolChangedException]
+    return tuple(found)
+
+
+class Lake:
+    """Every Delta read / write / MERGE / change feed / idempotent append / history, by logical table name.
+
+    `silver.posts` is `<lake>/silver/posts` (`Settings.table_path`). The delta-rs half needs no JVM
+    (status, the drill, DQ reports, benchmarks); the Spark half needs `spark` (the layer jobs). The jobs
+    keep their logic (what to merge, on which condition); the Lake holds the mechanics.
+    """
+
+    def __init__(self, settings: Settings, spark: SparkSession | None = None) -> None:
+        self.settings = settings
+        self._spark = spark
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            raise LakeError("this Lake has no SparkSession: make it with Lake(settings, spark)")
+        return self._spark
+
+    def path(self, name: str) -> Path:
+        return self.settings.table_path(name)
+
+    def location(self, name: str) -> str:
+        return str(self.path(name))
+
+    def exists(self, name: str) -> bool:
+        """Whether `name` is a Delta table (a log with at least one commit); no JVM."""
+        return DeltaTable.is_deltatable(self.location(name))
+
+    def drop(self, name: str) -> None:
+        """Delete the table's folder (data and log); nothing when it is not there."""
+        shutil.rmtree(self.path(name), ignore_errors=True)
+
+    # --- delta-rs: no JVM ---------------------------------------------------------------------------
+    def table(self, name: str) -> DeltaTable:
+        """The delta-rs DeltaTable of `name` (deltalake.exceptions.TableNotFoundError when there is none)."""
+        return DeltaTable(self.location(name))
+
+    def arrow(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """The table (or `columns`) as Arrow, read with delta-rs."""
+        return self.table(name).to_pyarrow_table(columns=columns)
+
+    def history(self, name: str, limit: int | None = None) -> list[Commit]:
+        """The table's commits, newest first (`DeltaTable.history()`)."""
+        return commits_of(self.table(name), limit)
+
+    def last_commit_rows(self, name: str) -> int | None:
+        """Rows written by the table's latest commit (from its commit info; no Spark job); None if unknown."""
+        commits = self.history(name, limit=1)
+        return commits[0].rows_written if commits else None
+
+    def append_arrow(self, name: str, rows: pa.Table, txn: tuple[str, int] | None = None) -> bool:
+        """Append with delta-rs, creating the table on first use. With `txn` = (app id, version) the append
+        is idempotent: skipped when the table already holds that version of that app id. Returns whether
+        rows were written."""
+        path = self.path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        properties = None
+        if txn is not None:
+            app_id, version = txn
+            if self.exists(name):
+                done = self.table(name).transaction_version(app_id)
+                if done is not None and done >= version:
+                    return False
+            properties = CommitProperties(app_transactions=[Transaction(app_id, version)])
+        write_deltalake(str(path), rows, mode="append", commit_properties=properties)
+        return True
+
+    # --- Spark --------------------------------------------------------------------------------------
+    def read(self, name: str) -> DataFrame:
+        """The table as a Spark DataFrame."""
+        return self.spark.read.format("delta").load(self.location(name))
+
+    def read_stream(self, name: str, change_feed: bool = False,
+                    max_files_per_trigger: int | None = None) -> DataFrame:
+        """A Delta stream of the table's commits; with `change_feed`, its change data feed (the columns plus
+        `_change_type`, `_commit_version`, `_commit_timestamp`)."""
+        reader = self.spark.readStream.format("delta")
+        if change_feed:
+            reader = reader.option("readChangeFeed", "true")
+        if max_files_per_trigger:
+            reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
+        return reader.load(self.location(name))
+
+    def create(self, name: str, schema: StructType, change_feed: bool = False) -> None:
+        """Create the table with `schema` unless it exists (optionally born with the change data feed on)."""
+        from delta.tables import DeltaTable as SparkDeltaTable
+
+        builder = SparkDeltaTable.createIfNotExists(self.spark).location(self.location(name))
+        builder = builder.addColumns(schema)
+        if change_feed:
+            builder = builder.property(CHANGE_FEED, "true")
+        builder.execute()
+
+    def overwrite(self, name: str, df: DataFrame) -> None:
+        """Replace the table's content and schema: one atomic commit (readers see old or new, never a mix)."""
+        df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(self.location(name))
+
+    def append(self, name: str, df: DataFrame, txn: tuple[str, int] | None = None) -> None:
+        """Append `df`. With `txn` = (app id, version) Delta skips a (txnAppId, txnVersion) it already has, so
+        a replayed micro-batch commits nothing."""
+        writer = df.write.format("delta").mode("append")
+        if txn is not None:
+            writer = writer.option("txnAppId", txn[0]).option("txnVersion", int(txn[1]))
+        writer.save(self.location(name))
+
+    def append_unseen(self, name: str, rows: DataFrame, identity: tuple[str, ...],
+                      txn: tuple[str, int] | None = None, skip_by: str | None = None) -> None:
+        """Append the `rows` the table does not hold yet (same `identity` columns, null-safe), idempotent by
+        `txn` as in `append`. `skip_by`: a column whose range in `rows` bounds the read of the table, so
+        Delta's file statistics skip every other file."""
+        from pyspark.sql import functions as F
+
+        if self.exists(name):
+            known = self.read(name)
+            if skip_by is not None:
+                low, high, nulls = rows.agg(F.min(skip_by), F.max(skip_by),
+                                            F.count(F.when(F.col(skip_by).isNull(), 1))).first()
+                if low is not None:
+                    span = F.col(skip_by).between(low, high)
+                    known = known.where(span | F.col(skip_by).isNull() if nulls else span)
+            known = known.select(*identity)
+            same = [rows[c].eqNullSafe(known[c]) for c in identity]
+            rows = rows.join(known, on=reduce(operator.and_, same), how="left_anti")
+        self.append(name, rows, txn)
+
+    def merge(self, name: str, source: DataFrame, on: str) -> DeltaMergeBuilder:
+        """A MERGE of `source` (alias `s`) into the table (alias `t`) on `on`; add clauses, then execute()."""
+        from delta.tables import DeltaTable as SparkDeltaTable
+
+        target = SparkDeltaTable.forPath(self.spark, self.location(name)).alias("t")
+        return target.merge(source.alias("s"), on)
+
+    def detail(self, name: str) -> Row:
+        """DESCRIBE DETAIL of the table (id, properties, numFiles, ...)."""
+        from delta.tables import DeltaTable as SparkDeltaTable
+
+        return SparkDeltaTable.forPath(self.spark, self.location(name)).detail().first()
+
+    def table_id(self, name: str) -> str:
+        """The table's id: stays the same across commits, changes when the table is re-created."""
+        return self.detail(name)["id"]
+
+    def change_feed_enabled(self, name: str) -> bool:
+        properties = self.detail(name)["properties"] or {}
+        return str(properties.get(CHANGE_FEED, "false")).lower() == "true"
+
+    def ensure_change_feed(self, name: str, log: Callable[[str], None] = print) -> None:
+        """Turn the change data feed on if it is off: a metadata-only commit, retried (5 attempts, 1, 2, 3,
+        4 s apart) when a concurrent writer commits first."""
+        for attempt in Retrying(retry=retry_if_exception_type(commit_conflicts()), stop=stop_after_attempt(5),
+                                wait=wait_incrementing(start=1, increment=1), reraise=True):
+            with attempt:
+                if self.change_feed_enabled(name):
+                    return
+                self.spark.sql(f"ALTER TABLE delta.`{self.location(name)}` "
+                               f"SET TBLPROPERTIES ({CHANGE_FEED} = true)")
+                log(f"enabled the change data feed on {self.location(name)}")
