@@ -14,19 +14,17 @@ idempotent Delta append (txnAppId/txnVersion = batch id). A fresh checkpoint reb
 
 from __future__ import annotations
 
-import shutil
-import time
 from datetime import datetime, timedelta
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import LongType, StructField, StructType, TimestampType
 
 from tootlake.gold.windowed import new_posts, split_late, watermark_for, with_minute_window
-from tootlake.pipelines.jobs.gold import SILVER_POSTS, GoldInputMissing, is_delta_table
+from tootlake.pipelines.jobs.gold import SILVER_POSTS, GoldInputMissing
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, run_query
+from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.settings import Settings
 
 POSTS_PER_MINUTE = "gold.posts_per_minute"
@@ -59,24 +57,22 @@ class MinuteCounter:
 
     def __init__(self, settings: Settings, spark: SparkSession, progress: bool = True) -> None:
         self.spark = spark
+        self.lake = Lake(settings, spark)
         self.delay = timedelta(minutes=settings.gold_watermark_minutes)
-        self.counts_path = str(settings.table_path(POSTS_PER_MINUTE))
-        self.late_path = str(settings.table_path(LATE_EVENTS))
         self.progress = progress
 
     def reset(self) -> None:
         """Drop both tables (their Delta txn ids belong to the old checkpoint's batch ids)."""
-        for path in (self.counts_path, self.late_path):
-            shutil.rmtree(path, ignore_errors=True)
+        for name in (POSTS_PER_MINUTE, LATE_EVENTS):
+            self.lake.drop(name)
 
     def ensure_tables(self) -> None:
-        tables = ((self.counts_path, POSTS_PER_MINUTE_SCHEMA), (self.late_path, LATE_EVENTS_SCHEMA))
-        for path, schema in tables:
-            DeltaTable.createIfNotExists(self.spark).location(path).addColumns(schema).execute()
+        self.lake.create(POSTS_PER_MINUTE, POSTS_PER_MINUTE_SCHEMA)
+        self.lake.create(LATE_EVENTS, LATE_EVENTS_SCHEMA)
 
     def previous_max_event_time(self, batch_id: int) -> datetime | None:
         row = (
-            self.spark.read.format("delta").load(self.late_path)
+            self.lake.read(LATE_EVENTS)
             .where(F.col("batch_id") < batch_id).agg(F.max("max_event_time")).first()
         )
         return row[0] if row else None
@@ -90,8 +86,7 @@ class MinuteCounter:
             on_time, late = split_late(posts, watermark)
             counts = on_time.groupBy("window_start", "window_end").agg(F.count("*").alias("posts"))
             (
-                DeltaTable.forPath(self.spark, self.counts_path).alias("t")
-                .merge(counts.alias("s"), "t.window_start = s.window_start")
+                self.lake.merge(POSTS_PER_MINUTE, counts, "t.window_start = s.window_start")
                 .whenMatchedUpdate(
                     condition=f"t.last_batch_id < {int(batch_id)}",
                     set={"posts": "t.posts + s.posts", "last_batch_id": F.lit(batch_id).cast("long")},
@@ -115,38 +110,22 @@ class MinuteCounter:
             LATE_EVENTS_SCHEMA,
         )
         # Idempotent append: Delta skips a (txnAppId, txnVersion) it has already committed.
-        (metric.write.format("delta").mode("append")
-         .option("txnAppId", TXN_APP_ID).option("txnVersion", int(batch_id)).save(self.late_path))
+        self.lake.append(LATE_EVENTS, metric, (TXN_APP_ID, int(batch_id)))
         if self.progress:
             print(f"[gold-stream] batch {batch_id}: {stats['n']} posts, {late_stats['n']} late "
                   f"(watermark {watermark})", flush=True)
 
 
-def ensure_change_feed(spark: SparkSession, path: str) -> None:
-    """Turn the change data feed on for `path` if it is off (a metadata-only commit; retried on a race)."""
-    for attempt in range(5):
-        properties = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
-        if str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true":
-            return
-        try:
-            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
-            print(f"[gold-stream] enabled the change data feed on {path}", flush=True)
-            return
-        except Exception as exc:  # a concurrent silver/sync commit: look again
-            if "Concurrent" not in str(exc) or attempt == 4:
-                raise
-            time.sleep(1 + attempt)
-
-
 def silver_inserts(settings: Settings, spark: SparkSession) -> DataFrame:
     """Streaming DataFrame of silver/posts' inserts and physical deletes (change data feed): the batch
     function keeps the inserts that add a post (`gold.windowed.new_posts`)."""
-    path = settings.table_path(SILVER_POSTS)
-    if not is_delta_table(path):
-        raise GoldInputMissing(f"no silver posts table at {path}: run `tootlake silver` first")
-    ensure_change_feed(spark, str(path))
+    lake = Lake(settings, spark)
+    if not lake.exists(SILVER_POSTS):
+        raise GoldInputMissing(f"no silver posts table at {lake.path(SILVER_POSTS)}: "
+                               "run `tootlake silver` first")
+    lake.ensure_change_feed(SILVER_POSTS, log=lambda line: print(f"[gold-stream] {line}", flush=True))
     return (
-        spark.readStream.format("delta").option("readChangeFeed", "true").load(str(path))
+        lake.read_stream(SILVER_POSTS, change_feed=True)
         .where(F.col("_change_type").isin("insert", "delete"))
     )
 
@@ -173,7 +152,8 @@ def run_gold_stream(
     """Run the stream until done (available-now) or a signal; returns windows and total late events."""
     query = start_gold_stream(settings, spark, trigger=trigger, progress=progress)
     run_query(query, "gold-stream", log=print if progress else (lambda _line: None))
-    windows = spark.read.format("delta").load(str(settings.table_path(POSTS_PER_MINUTE))).count()
-    late = spark.read.format("delta").load(str(settings.table_path(LATE_EVENTS))).agg(
+    lake = Lake(settings, spark)
+    windows = lake.read(POSTS_PER_MINUTE).count()
+    late = lake.read(LATE_EVENTS).agg(
         F.coalesce(F.sum("late_events"), F.lit(0))).first()[0]
     return {"posts_per_minute": windows, "late_events": int(late)}

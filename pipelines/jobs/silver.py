@@ -23,13 +23,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from tootlake.models.sentiment import uses_encoder
 from tootlake.pipelines.jobs.isolation import bisect, error_text, is_record_level
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
+from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.settings import Settings
 from tootlake.silver.parse import parse_records
 from tootlake.silver.posts import (
@@ -53,6 +53,9 @@ BRONZE_TABLE = "bronze.posts_raw"
 POSTS_TABLE = "silver.posts"
 QUARANTINE_TABLE = "silver.posts_quarantine"
 TXN_APP_ID_FILE = "tootlake_txn_app_id"
+# A quarantined record's identity: its bronze position and bytes (null-safe). Every writer into the
+# quarantine (silver's rules and poison records, DQ drop rules, the sync's rejects) dedupes on it.
+QUARANTINE_IDENTITY = ("bronze_partition", "bronze_offset", "value")
 BROADCAST_KEYS_MAX = 100_000  # batch keys broadcast to the scoring plan's semi-join up to this many rows
 
 
@@ -167,8 +170,7 @@ def isolate_poison(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, erro
         poison = batch.join(F.broadcast(reasons), ["partition", "offset"]).select(
             "key", "value", F.array(F.lit(PROCESSING_ERROR)).alias("rules"), "reason",
             F.col("partition").alias("bronze_partition"), F.col("offset").alias("bronze_offset"))
-        append_quarantine(spark, str(ctx.settings.table_path(QUARANTINE_TABLE)),
-                          quarantine(poison, spark_literal(ctx.clock())))
+        append_quarantine(Lake(ctx.settings, spark), quarantine(poison, spark_literal(ctx.clock())))
     finally:
         batch.unpersist()
     for name in ("bronze_rows", "quarantined", "merged", "inserted", "updated", "scored"):
@@ -180,23 +182,13 @@ def isolate_poison(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, erro
           f"(rule {PROCESSING_ERROR}); {len(positions) - len(poisoned)} records went through", flush=True)
 
 
-def append_quarantine(spark: SparkSession, path: str, rows: DataFrame, txn: tuple[str, int] | None = None
-                      ) -> None:
-    """Append to silver/posts_quarantine, skipping records it already has (same bronze position and
-    bytes): a re-read of bronze from a fresh checkpoint, or a re-attempted part of a batch, is a no-op."""
-    known = spark.read.format("delta").load(path).select("bronze_partition", "bronze_offset", "value")
-    # Only the bronze offsets this batch spans: quarantine files are written batch by batch in offset
-    # order, so their statistics let Delta skip every other file (no scan of the whole table).
-    low, high = rows.agg(F.min("bronze_offset"), F.max("bronze_offset")).first()
-    if low is not None:
-        known = known.where(F.col("bronze_offset").between(low, high))
-    # null-safe: a Kafka record with a null value is quarantined once, not once per attempt
-    same = [rows[c].eqNullSafe(known[c]) for c in ("bronze_partition", "bronze_offset", "value")]
-    writer = rows.join(known, on=same[0] & same[1] & same[2], how="left_anti").write.format("delta").mode(
-        "append")
-    if txn is not None:
-        writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
-    writer.save(path)
+def append_quarantine(lake: Lake, rows: DataFrame, txn: tuple[str, int] | None = None) -> None:
+    """The one writer into silver/posts_quarantine: appends the records it does not have yet (same
+    QUARANTINE_IDENTITY, null-safe: a Kafka record with a null value is quarantined once), so a re-read of
+    bronze from a fresh checkpoint or a re-attempted part of a batch is a no-op; `txn` makes a replayed
+    micro-batch commit nothing. Only the bronze offsets the rows span are read: quarantine files are
+    written batch by batch in offset order, so their statistics let Delta skip every other file."""
+    lake.append_unseen(QUARANTINE_TABLE, rows, QUARANTINE_IDENTITY, txn, skip_by="bronze_offset")
 
 
 def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) -> None:
@@ -212,6 +204,7 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
     spark = batch.sparkSession
     now = ctx.clock()
     settings = ctx.settings
+    lake = Lake(settings, spark)
     judged = with_rule_failures(
         parse_records(batch), now, settings.silver_max_content_chars,
         timedelta(seconds=settings.silver_future_tolerance_s),
@@ -235,17 +228,15 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
         # Within one checkpoint the txn id makes a replayed batch a no-op (parts of an isolated batch
         # write without it: they share the batch id). Nothing to quarantine: no commit at all.
         if quarantined:
-            append_quarantine(spark, str(settings.table_path(QUARANTINE_TABLE)),
-                              quarantine(judged, spark_literal(now)),
+            append_quarantine(lake, quarantine(judged, spark_literal(now)),
                               (ctx.txn_app_id, batch_id) if ctx.use_txn else None)
         lap("quarantine_append")
 
-        posts_path = str(settings.table_path(POSTS_TABLE))
         # Only the batch's posts: a broadcast semi-join reads silver once without shuffling all of it.
         batch_keys = judged.where(F.size("rules") == 0).select("post_id").distinct()
         if bronze_rows <= BROADCAST_KEYS_MAX:  # a first batch over a large backlog must not be broadcast
             batch_keys = F.broadcast(batch_keys)
-        current = spark.read.format("delta").load(posts_path).join(batch_keys, "post_id", "left_semi")
+        current = lake.read(POSTS_TABLE).join(batch_keys, "post_id", "left_semi")
         planned = plan_scoring(
             latest_per_post(post_versions(judged)), current,
             ctx.scorer.threat_model_version if ctx.scorer else None,
@@ -264,14 +255,12 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
             if int(totals["existing"]) == 0 and ctx.use_txn:
                 # Only posts silver has never seen (the usual live batch): a plain append, made idempotent
                 # by its Delta txn id, costs a fraction of a MERGE (which must look for matches first).
-                (rows.select(*[f.name for f in POSTS_SCHEMA.fields]).write.format("delta").mode("append")
-                 .option("txnAppId", f"{ctx.txn_app_id}-posts").option("txnVersion", batch_id)
-                 .save(posts_path))
+                lake.append(POSTS_TABLE, rows.select(*[f.name for f in POSTS_SCHEMA.fields]),
+                            (f"{ctx.txn_app_id}-posts", batch_id))
                 result = {"num_inserted_rows": offered, "num_updated_rows": 0, "write": "append"}
             else:
                 metrics = (
-                    DeltaTable.forPath(spark, posts_path).alias("t")
-                    .merge(rows.alias("s"), MERGE_ON)
+                    lake.merge(POSTS_TABLE, rows, MERGE_ON)
                     .whenMatchedUpdate(condition=MERGE_DELETE_WHEN, set=MERGE_DELETE_SET)
                     .whenMatchedUpdate(condition=MERGE_UPDATE_WHEN, set=MERGE_UPDATE_SET)
                     .whenNotMatchedInsert(values=MERGE_INSERT_VALUES)
@@ -310,12 +299,9 @@ def ensure_tables(spark: SparkSession, settings: Settings) -> None:
     silver/posts is born with the change data feed on: sync and the gold stream read it, and turning it
     on later is an ALTER that can race a running MERGE.
     """
-    for name, schema in ((POSTS_TABLE, POSTS_SCHEMA), (QUARANTINE_TABLE, QUARANTINE_SCHEMA)):
-        location = str(settings.table_path(name))
-        builder = DeltaTable.createIfNotExists(spark).location(location).addColumns(schema)
-        if name == POSTS_TABLE:
-            builder = builder.property("delta.enableChangeDataFeed", "true")
-        builder.execute()
+    lake = Lake(settings, spark)
+    lake.create(POSTS_TABLE, POSTS_SCHEMA, change_feed=True)
+    lake.create(QUARANTINE_TABLE, QUARANTINE_SCHEMA)
 
 
 def txn_app_id(checkpoint: Path) -> str:
@@ -343,13 +329,10 @@ def start_silver_query(
     trigger: str = AVAILABLE_NOW,
     max_files_per_trigger: int | None = None,
 ):
-    bronze_path = settings.table_path(BRONZE_TABLE)
-    if not DeltaTable.isDeltaTable(spark, str(bronze_path)):
-        raise SilverError(f"no bronze table at {bronze_path}: run `tootlake bronze` first")
-    reader = spark.readStream.format("delta")
-    if max_files_per_trigger:
-        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
-    stream = reader.load(str(bronze_path))
+    lake = Lake(settings, spark)
+    if not lake.exists(BRONZE_TABLE):
+        raise SilverError(f"no bronze table at {lake.path(BRONZE_TABLE)}: run `tootlake bronze` first")
+    stream = lake.read_stream(BRONZE_TABLE, max_files_per_trigger=max_files_per_trigger)
     query = (
         stream.writeStream.queryName("silver_posts")
         .foreachBatch(writer)
@@ -439,8 +422,8 @@ def run_silver(
 def silver_summary(spark: SparkSession, settings: Settings) -> dict:
     """Counts of silver/posts (live, tombstones, by processing status, threat level, sentiment) and of
     silver/posts_quarantine (records, and records per failed rule)."""
-    posts = spark.read.format("delta").load(str(settings.table_path(POSTS_TABLE)))
-    quarantined = spark.read.format("delta").load(str(settings.table_path(QUARANTINE_TABLE)))
+    lake = Lake(settings, spark)
+    posts, quarantined = lake.read(POSTS_TABLE), lake.read(QUARANTINE_TABLE)
     live = posts.where("NOT is_deleted")
 
     def dist(df: DataFrame, column: str) -> dict[str, int]:
