@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from tootlake.pipelines.databases.postgres import BatchCounts, PostgresTarget
 from tootlake.pipelines.databases.records import SILVER_COLUMNS, stage_rows_checked
 from tootlake.pipelines.databases.retry import RetryPolicy, SyncError
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
+from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.settings import Settings
 
 SILVER_TABLE = "silver.posts"
@@ -53,24 +53,6 @@ def make_targets(settings: Settings, target: str, log: Callable[[str], None] = p
             OracleTarget(lambda: connect_from_settings(settings), retry=retry_policy(settings), log=log)
         )
     return targets
-
-
-def ensure_change_feed(spark: SparkSession, path: str, log: Callable[[str], None] = print) -> None:
-    """Turn on delta.enableChangeDataFeed on silver/posts if it is off (idempotent; retried on a race)."""
-    from delta.tables import DeltaTable
-
-    properties = DeltaTable.forPath(spark, path).detail().select("properties").first()[0] or {}
-    if str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true":
-        return
-    for attempt in range(5):
-        try:
-            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES (delta.enableChangeDataFeed = true)")
-            log(f"[sync] enabled the change data feed on {path}")
-            return
-        except Exception as exc:  # a concurrent silver commit: try again
-            if "Concurrent" not in str(exc) or attempt == 4:
-                raise
-            time.sleep(1 + attempt)
 
 
 # Timestamps Python's datetime (years 1..9999) and both databases can hold; silver's rules keep others
@@ -105,11 +87,12 @@ def silver_rows(batch: DataFrame, table_id: str | None = None) -> tuple[list[dic
 def quarantine_sync_rows(spark: SparkSession, settings: Settings, rejected: list[tuple[dict, str]],
                          rule: str, txn: tuple[str, int]) -> None:
     """Rows the sync could not write -> silver/posts_quarantine (key = post_id, value = the silver row as
-    JSON, the rule and reason); a replayed batch is skipped by its Delta txn id."""
+    JSON, the rule and reason) through silver's one quarantine writer; a replayed batch is skipped by its
+    Delta txn id."""
     import datetime as dt
     import json
 
-    from tootlake.pipelines.jobs.silver import QUARANTINE_TABLE
+    from tootlake.pipelines.jobs.silver import append_quarantine
     from tootlake.silver.schema import QUARANTINE_SCHEMA
 
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -118,9 +101,7 @@ def quarantine_sync_rows(spark: SparkSession, settings: Settings, rejected: list
          row.get("bronze_partition"), row.get("bronze_offset"), now)
         for row, reason in rejected
     ]
-    (spark.createDataFrame(data, QUARANTINE_SCHEMA).write.format("delta").mode("append")
-     .option("txnAppId", txn[0]).option("txnVersion", txn[1])
-     .save(str(settings.table_path(QUARANTINE_TABLE))))
+    append_quarantine(Lake(settings, spark), spark.createDataFrame(data, QUARANTINE_SCHEMA), txn)
 
 
 def write_isolated(target: Any, staged: list[tuple], log: Callable[[str], None]) -> tuple[Any, list]:
@@ -164,13 +145,11 @@ def run_sync(
     `trigger`: 'available-now' (sync what is there and return) or an interval (run until SIGTERM/Ctrl-C).
     Raises SyncError when a target stays unreachable; nothing of the failed batch is committed.
     """
-    silver_path = str(settings.table_path(SILVER_TABLE))
-    from delta.tables import DeltaTable
-
-    if not DeltaTable.isDeltaTable(spark, silver_path):
-        raise SyncError(f"no Delta table at {silver_path}: run `tootlake silver` first")
-    ensure_change_feed(spark, silver_path, log)
-    table_id = DeltaTable.forPath(spark, silver_path).detail().select("id").first()[0]
+    lake = Lake(settings, spark)
+    if not lake.exists(SILVER_TABLE):
+        raise SyncError(f"no Delta table at {lake.path(SILVER_TABLE)}: run `tootlake silver` first")
+    lake.ensure_change_feed(SILVER_TABLE, log=lambda line: log(f"[sync] {line}"))
+    table_id = lake.table_id(SILVER_TABLE)
     targets = make_targets(settings, target, log)
     totals = {t.name: BatchCounts() for t in targets}
     failure: list[BaseException] = []
@@ -218,11 +197,8 @@ def run_sync(
             log(f"[sync] batch {batch_id}: {len(rejected)} row(s) rejected into silver/posts_quarantine "
                 f"(rule {SYNC_REJECTED})")
 
-    reader = spark.readStream.format("delta").option("readChangeFeed", "true")
-    if max_files_per_trigger:
-        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
     writer = (
-        reader.load(silver_path)
+        lake.read_stream(SILVER_TABLE, change_feed=True, max_files_per_trigger=max_files_per_trigger)
         .writeStream.queryName(f"sync_{target}")
         .foreachBatch(write)
         .option("checkpointLocation", str(checkpoint))
