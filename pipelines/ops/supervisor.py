@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic_settings import NoDecode
 
+from tootlake.pipelines.ops.processes import is_running, tree_rss, wait_until
 from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, write_secrets_file
 
 Log = Callable[[str], None]
@@ -149,44 +150,6 @@ def remove_secrets_file(env: dict[str, str]) -> None:
         Path(env[SECRETS_FILE_ENV]).unlink(missing_ok=True)
 
 
-# --- process tree memory -------------------------------------------------------------------------------
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    return children
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def tree_rss(pids: list[int]) -> int:
-    """Sum of RSS over `pids` and all their descendants (JVMs, Python workers), in bytes."""
-    children = _children_map()
-    seen: set[int] = set()
-    todo = list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        todo.extend(children.get(pid, []))
-    return sum(_rss_bytes(pid) for pid in seen)
-
-
 # --- the supervisor ------------------------------------------------------------------------------------
 @dataclass
 class StageState:
@@ -221,20 +184,23 @@ def read_state(settings: Settings) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     pid = state.get("pid")
-    alive = False
-    if isinstance(pid, int):
-        with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            alive = b"tootlake" in cmdline and b"\0run" in cmdline  # not a reused PID
-    state["alive"] = alive
+    state["alive"] = isinstance(pid, int) and is_running(pid, _is_supervisor)  # not a reused PID
     return state
+
+
+def _is_supervisor(args: list[str]) -> bool:
+    cmdline = "\0".join(args)
+    return "tootlake" in cmdline and "\0run" in cmdline
+
+
+def _is_entry_point(args: list[str]) -> bool:
+    return "-m\0tootlake.pipelines." in "\0".join(args)
 
 
 def _is_stage_process(pid: int) -> bool:
     """A stage we started: a process group leader running one of our entry points (not a reused PID)."""
     try:
-        return (os.getpgid(pid) == pid
-                and b"-m\0tootlake.pipelines." in Path(f"/proc/{pid}/cmdline").read_bytes())
+        return os.getpgid(pid) == pid and is_running(pid, _is_entry_point)
     except OSError:
         return False
 
@@ -252,9 +218,7 @@ def stop_orphans(settings: Settings, log: Log = print, timeout_s: float = 30.0) 
             log(f"[run] {name}: left running by a previous supervisor (pid {pid}): stopping it")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while _is_stage_process(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_until(lambda pid=pid: not _is_stage_process(pid), timeout_s)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
             stopped.append(name)
