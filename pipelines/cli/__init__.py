@@ -1,30 +1,32 @@
 """The `tootlake` command: one sub-command per area, each defined in its own module.
 
-Each module listed in COMMAND_MODULES has `register(subparsers)`, which adds its parser(s) and sets
-`func(args) -> int` as the default handler.
+Each module in COMMANDS has `register(subparsers)`, which adds its parser(s) and sets `func(args) -> int`
+as the default handler. The modules import their heavy dependencies inside their handlers, so
+`tootlake --help` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
+from tootlake.pipelines.cli import (
+    analysis,
+    bench,
+    db,
+    demo,
+    dq,
+    layers,
+    models,
+    produce,
+    run,
+    services,
+    status,
+)
 from tootlake.pipelines.settings import SettingsError
 
-COMMAND_MODULES = [
-    "tootlake.pipelines.cli.services",
-    "tootlake.pipelines.cli.produce",
-    "tootlake.pipelines.cli.layers",
-    "tootlake.pipelines.cli.models",
-    "tootlake.pipelines.cli.demo",
-    "tootlake.pipelines.cli.bench",
-    "tootlake.pipelines.cli.analysis",
-    "tootlake.pipelines.cli.db",
-    "tootlake.pipelines.cli.dq",
-    "tootlake.pipelines.cli.run",
-    "tootlake.pipelines.cli.status",
-]
+# In `tootlake --help` order.
+COMMANDS = (services, produce, layers, models, demo, bench, analysis, db, dq, run, status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Delta Lake lakehouse for Mastodon posts. Run `tootlake COMMAND --help` for details.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # not written yet
-                continue
-            raise
+    for module in COMMANDS:
         module.register(subparsers)
     return parser
 
