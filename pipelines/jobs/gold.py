@@ -11,10 +11,8 @@ Entry point: `spark-submit pipelines/jobs/gold.py [--stream]` or `tootlake gold`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -22,6 +20,7 @@ from pyspark.sql import functions as F
 
 from tootlake.gold.tables import BATCH_TABLES
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, parse_trigger
+from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.settings import Settings
 
 SILVER_POSTS = "silver.posts"
@@ -31,33 +30,12 @@ class GoldInputMissing(RuntimeError):
     """silver/posts does not exist yet."""
 
 
-def is_delta_table(path: Path) -> bool:
-    return (path / "_delta_log").is_dir()
-
-
 def read_silver_posts(settings: Settings, spark: SparkSession) -> DataFrame:
-    path = settings.table_path(SILVER_POSTS)
-    if not is_delta_table(path):
-        raise GoldInputMissing(f"no silver posts table at {path}: run `tootlake silver` (or make demo) first")
-    return spark.read.format("delta").load(str(path))
-
-
-def write_table(df: DataFrame, path: Path) -> None:
-    # Overwrite = one atomic Delta commit; readers see the old or the new table, never a mix.
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(path))
-
-
-def last_commit_rows(path: Path) -> int | None:
-    """Rows written by the table's latest commit, from its Delta log (no Spark job); None if unknown."""
-    commits = sorted((path / "_delta_log").glob("*.json"))
-    if not commits:
-        return None
-    for line in commits[-1].read_text(encoding="utf-8").splitlines():
-        info = json.loads(line).get("commitInfo")
-        if info is not None:
-            rows = (info.get("operationMetrics") or {}).get("numOutputRows")
-            return None if rows is None else int(rows)
-    return None
+    lake = Lake(settings, spark)
+    if not lake.exists(SILVER_POSTS):
+        raise GoldInputMissing(f"no silver posts table at {lake.path(SILVER_POSTS)}: "
+                               "run `tootlake silver` (or make demo) first")
+    return lake.read(SILVER_POSTS)
 
 
 def run_gold(
@@ -78,6 +56,7 @@ def run_gold(
     unknown = sorted(set(names) - set(BATCH_TABLES))
     if unknown:
         raise ValueError(f"unknown gold table(s) {unknown}; known: {sorted(BATCH_TABLES)}")
+    lake = Lake(settings, spark)
     posts = silver_posts if silver_posts is not None else read_silver_posts(settings, spark)
     posts = posts.persist()  # every table scans it: read silver once
     counts: dict[str, int] = {}
@@ -92,18 +71,18 @@ def run_gold(
             check_gold_input(dq, posts)
         for name in names:
             started = time.monotonic()
-            path = settings.table_path(f"gold.{name}")
+            target = f"gold.{name}"
             table = BATCH_TABLES[name](posts, settings.active_min)
             if dq is not None:
                 from tootlake.pipelines.quality.guard import check_gold_table
 
-                previous = last_commit_rows(path) if is_delta_table(path) else None
+                previous = lake.last_commit_rows(target) if lake.exists(target) else None
                 table, after_write = check_gold_table(dq, name, table, previous)
-            write_table(table, path)
+            lake.overwrite(target, table)  # one atomic commit: readers see the old or the new table
             if dq is not None:
                 after_write()  # records the counts (or drops the cache of a pre-checked table)
-            rows = last_commit_rows(path)
-            counts[name] = rows if rows is not None else spark.read.format("delta").load(str(path)).count()
+            rows = lake.last_commit_rows(target)  # from the commit's metrics: no Spark job
+            counts[name] = rows if rows is not None else lake.read(target).count()
             if progress:
                 print(f"gold.{name}: {counts[name]} rows ({time.monotonic() - started:.1f}s)", flush=True)
     finally:
@@ -112,10 +91,10 @@ def run_gold(
 
 
 def _gold(settings: Settings, spark: SparkSession, name: str) -> DataFrame:
-    path = settings.table_path(f"gold.{name}")
-    if not is_delta_table(path):
-        raise GoldInputMissing(f"no gold table at {path}: run `tootlake gold` first")
-    return spark.read.format("delta").load(str(path))
+    lake = Lake(settings, spark)
+    if not lake.exists(f"gold.{name}"):
+        raise GoldInputMissing(f"no gold table at {lake.path(f'gold.{name}')}: run `tootlake gold` first")
+    return lake.read(f"gold.{name}")
 
 
 LEVELS = ("none", "low", "medium", "high")
