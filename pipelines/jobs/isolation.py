@@ -29,11 +29,6 @@ _INFRASTRUCTURE_MARKERS = (
     "FileNotFoundException",
     "OutOfMemoryError",
     "Java heap space",
-    "ConcurrentModification",
-    "ConcurrentAppend",
-    "ConcurrentDelete",
-    "ProtocolChanged",
-    "MetadataChanged",
     "Connection refused",
     "connection to server",
     "server closed the connection",
@@ -52,6 +47,10 @@ _RECORD_CONDITIONS = (
 def is_record_level(exc: BaseException) -> bool:
     """True when `exc` can be caused by the content of a record (so isolating the record may help)."""
     if isinstance(exc, (OSError, MemoryError, KeyboardInterrupt, SystemExit)):
+        return False
+    from tootlake.pipelines.lake import commit_conflicts
+
+    if isinstance(exc, commit_conflicts()):  # a concurrent Delta writer committed first
         return False
     text = f"{type(exc).__name__}: {exc}"
     if any(marker in text for marker in _INFRASTRUCTURE_MARKERS):
