@@ -31,17 +31,17 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
 import stat
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tootlake.pipelines.ops import processes
 from tootlake.pipelines.settings import Settings, conninfo, pgpass_line, write_private_file
 
 log = logging.getLogger(__name__)
@@ -78,27 +78,15 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+def _runs(cmdline_hint: str) -> Callable[[list[str]], bool]:
+    """A command-line test: it contains `cmdline_hint` (guards against PID reuse)."""
+    return lambda args: cmdline_hint in " ".join(args)
+
+
 def _pid_alive(pid: int, cmdline_hint: str) -> bool:
-    """True when `pid` runs and its command line contains `cmdline_hint` (guards against PID reuse)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, owned by someone else (e.g. the postgres user)
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    return cmdline_hint in cmdline and not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return False
-    return fields[0] == "Z"
+    """True when `pid` runs (not a zombie; possibly another user's, e.g. postgres) and its command line
+    contains `cmdline_hint`."""
+    return processes.is_running(pid, _runs(cmdline_hint))
 
 
 def _port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
@@ -114,13 +102,6 @@ def _busy_port_error(port: int, setting: str) -> ServiceError:
     )
 
 
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -128,27 +109,10 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
-def _wait_gone(pid: int, hint: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it when we are its parent
-        if not _pid_alive(pid, hint):
-            return True
-        time.sleep(0.2)
-    return not _pid_alive(pid, hint)
-
-
 def _terminate(pid: int, hint: str, name: str, timeout: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM, wait up to `timeout`, then SIGKILL."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if _wait_gone(pid, hint, timeout):
-        return
-    log.warning("%s (pid %d) did not stop within %.0f s: sending SIGKILL", name, pid, timeout)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    _wait_gone(pid, hint, 10)
+    processes.terminate(pid, _runs(hint), timeout, on_kill=lambda: log.warning(
+        "%s (pid %d) did not stop within %.0f s: sending SIGKILL", name, pid, timeout))
 
 
 # --- Kafka ---------------------------------------------------------------------------------------------
@@ -284,9 +248,8 @@ def kafka_answers(bootstrap: str, timeout: float = 5.0) -> bool:
 
 def _wait_kafka(settings: Settings, pid: int | None, timeout: float,
                 proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # Our own child: poll() (its /proc cmdline is not java's until exec); someone else's: /proc.
+    def answers() -> bool:
+        # Our own child: poll() (its command line is not java's until exec); someone else's: its PID.
         exited = proc.poll() is not None if proc is not None else (
             pid is not None and not _pid_alive(pid, KAFKA_MAIN))
         if exited:
@@ -295,9 +258,10 @@ def _wait_kafka(settings: Settings, pid: int | None, timeout: float,
                 f"the Kafka broker exited during start-up; last lines of {kafka_log_file(settings)}:\n"
                 f"{_tail(kafka_log_file(settings))}\n{_tail(out, 10)}"
             )
-        if _port_open(settings.kafka_port) and kafka_answers(settings.bootstrap_servers, timeout=3):
-            return
-        time.sleep(0.5)
+        return _port_open(settings.kafka_port) and kafka_answers(settings.bootstrap_servers, timeout=3)
+
+    if processes.wait_until(answers, timeout, every=0.5):
+        return
     raise ServiceError(
         f"the Kafka broker did not answer on {settings.bootstrap_servers} within {timeout:.0f} s; "
         f"see {kafka_log_file(settings)}"
@@ -310,7 +274,7 @@ def kafka_status(settings: Settings) -> ServiceStatus:
         return ServiceStatus("kafka", ok, settings.bootstrap_servers, external=True,
                              note="" if ok else "not answering")
     pid_file = kafka_pid_file(settings)
-    pid = _read_pid(pid_file)
+    pid = processes.read_pid(pid_file)
     note = ""
     if pid is not None and not _pid_alive(pid, KAFKA_MAIN):
         pid_file.unlink(missing_ok=True)
@@ -472,7 +436,7 @@ def postgres_answers(dsn: str, timeout: int = 5) -> bool:
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
-    return _read_pid(data_dir / "postmaster.pid")
+    return processes.read_pid(data_dir / "postmaster.pid")
 
 
 def postgres_status(settings: Settings) -> ServiceStatus:
@@ -706,14 +670,11 @@ def _set_password_single_user(settings: Settings, data_dir: Path, password: str)
 def _wait_password_required(settings: Settings, timeout: float = 10.0) -> None:
     """After a reload, until a login without password is refused (the postmaster rereads pg_hba.conf on
     SIGHUP, asynchronously)."""
-    deadline = time.monotonic() + timeout
     bare = conninfo(host="127.0.0.1", port=settings.postgres_port, dbname="postgres",
                     user=settings.postgres_user, passfile=settings.postgres_passfile.with_name("none"))
-    while postgres_answers(bare, timeout=2):
-        if time.monotonic() > deadline:
-            raise ServiceError("PostgreSQL still lets logins in without a password after reloading "
-                               f"pg_hba.conf; see {postgres_log_file(settings)}")
-        time.sleep(0.1)
+    if not processes.wait_until(lambda: not postgres_answers(bare, timeout=2), timeout, every=0.1):
+        raise ServiceError("PostgreSQL still lets logins in without a password after reloading "
+                           f"pg_hba.conf; see {postgres_log_file(settings)}")
 
 
 def _ensure_database(settings: Settings) -> None:
