@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tootlake.pipelines.ops import processes
 from tootlake.pipelines.settings import Settings, load_settings
 
 log = logging.getLogger("tootlake.producer")
@@ -142,7 +143,7 @@ def run_producer(settings: Settings, args: argparse.Namespace, pid_file: Path | 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if pid_file is not None and _read_pid(pid_file) == os.getpid():
+        if pid_file is not None and processes.read_pid(pid_file) == os.getpid():
             pid_file.unlink(missing_ok=True)
     print(("stopped by signal; " if stop.is_set() else "") + report.summary(), flush=True)
     if report.dead_lettered and not args.dry_run:
@@ -158,35 +159,19 @@ def _handle_produce(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------
 # daemon control
 # ---------------------------------------------------------------------------------------------------
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
+def _is_producer_run(args: list[str]) -> bool:
+    return "producer" in args and "run" in args
 
 
 def _is_our_producer(pid: int) -> bool:
     """Alive, not a zombie, and really a `producer run` (a recycled PID is not ours)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    return b"producer" in cmdline and b"run" in cmdline
+    return processes.is_running(pid, _is_producer_run)
 
 
 def producer_pid(settings: Settings) -> int | None:
     """The running daemon's PID, or None (a stale PID file is removed)."""
     pid_file = settings.path(settings.producer_pid_file)
-    pid = _read_pid(pid_file)
+    pid = processes.read_pid(pid_file)
     if pid is None:
         return None
     if _is_our_producer(pid):
@@ -251,12 +236,7 @@ def stop_daemon(settings: Settings, timeout_s: float = STOP_TIMEOUT_S) -> int:
     if pid is None:
         print("producer not running")
         return 0
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _is_our_producer(pid):
-        time.sleep(0.2)
-    if _is_our_producer(pid):
-        os.kill(pid, signal.SIGKILL)
+    if not processes.terminate(pid, _is_producer_run, timeout_s):
         print(f"producer (pid {pid}) did not stop within {timeout_s:.0f} s: killed", file=sys.stderr)
         pid_file.unlink(missing_ok=True)
         return 1
