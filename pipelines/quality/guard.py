@@ -79,21 +79,9 @@ def append_metrics(settings: Settings, rows: list[dict[str, Any]],
     after a crash counts its rules once). Returns whether rows were written."""
     if not rows:
         return False
-    from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+    from tootlake.pipelines.lake import Lake
 
-    path = settings.table_path(METRICS_TABLE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    properties = None
-    if txn is not None:
-        app_id, version = txn
-        if DeltaTable.is_deltatable(str(path)):
-            done = DeltaTable(str(path)).transaction_version(app_id)
-            if done is not None and done >= version:
-                return False
-        properties = CommitProperties(app_transactions=[Transaction(app_id, version)])
-    write_deltalake(str(path), pa.Table.from_pylist(rows, schema=METRICS_SCHEMA), mode="append",
-                    commit_properties=properties)
-    return True
+    return Lake(settings).append_arrow(METRICS_TABLE, pa.Table.from_pylist(rows, schema=METRICS_SCHEMA), txn)
 
 
 def fail_message(table_rules: TableRules, failed: list[tuple[RuleResult, list[str]]], job: str) -> str:
@@ -221,7 +209,8 @@ def quarantine_rows(settings: Settings, rejected: DataFrame, table_rules: TableR
                     details: dict[str, str], now: datetime) -> None:
     """Append rows a `drop` rule rejected to silver/posts_quarantine: key, the row as JSON, the rules.
 
-    Rows already there (same key, same JSON) are not added again, so a replayed batch adds nothing.
+    Through silver's one quarantine writer: rows already there (same bronze position and JSON) are not
+    added again, so a replayed batch adds nothing.
     """
     from tootlake.silver.schema import QUARANTINE_SCHEMA
     from tootlake.silver.timestamps import spark_literal
@@ -243,13 +232,10 @@ def quarantine_rows(settings: Settings, rejected: DataFrame, table_rules: TableR
         lineage("bronze_offset").alias("bronze_offset"),
         spark_literal(now).alias("quarantined_at"),
     ).select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in QUARANTINE_SCHEMA.fields])
-    path = str(settings.table_path(QUARANTINE_TABLE))
-    from delta.tables import DeltaTable
+    from tootlake.pipelines.jobs.silver import append_quarantine
+    from tootlake.pipelines.lake import Lake
 
-    if DeltaTable.isDeltaTable(spark, path):
-        known = spark.read.format("delta").load(path).select("key", "value")
-        shaped = shaped.join(known, on=["key", "value"], how="left_anti")
-    shaped.write.format("delta").mode("append").save(path)
+    append_quarantine(Lake(settings, spark), shaped)
 
 
 def check_silver_batch(guard: Guard, judged: DataFrame, now: datetime, settings: Settings,
