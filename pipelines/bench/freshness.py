@@ -186,37 +186,6 @@ def summary(figures: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-# --- process trees: CPU ----------------------------------------------------------------------------------
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _tree(pids: list[int]) -> set[int]:
-    from tootlake.pipelines.ops.supervisor import _children_map
-
-    children = _children_map()
-    seen: set[int] = set()
-    todo = list(pids)
-    while todo:
-        pid = todo.pop()
-        if pid not in seen:
-            seen.add(pid)
-            todo.extend(children.get(pid, []))
-    return seen
-
-
-def tree_cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds of `pids` and their descendants: utime + stime of each live process, plus the children
-    it has reaped (cutime + cstime), so a stage that exited and was reaped still counts."""
-    total = 0
-    for pid in _tree(pids):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / _CLK_TCK
-
-
 # --- the benchmark -------------------------------------------------------------------------------------
 def load_templates(settings: Settings, path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(instance, status) of the statuses that pass the producer's filters and encode."""
@@ -377,13 +346,13 @@ class Freshness:
         return {status.name: status.pid for status in services.services_status(self.settings) if status.pid}
 
     def _sample(self) -> None:
-        from tootlake.pipelines.ops.supervisor import _rss_bytes, tree_rss
+        from tootlake.pipelines.ops.processes import rss_bytes, tree_rss
 
         run = tree_rss([self.proc.pid]) if self.proc is not None and self.proc.poll() is None else 0
         kafka = tree_rss([self.service_pids["kafka"]]) if "kafka" in self.service_pids else 0
         postgres = tree_rss([self.service_pids["postgres"]]) if "postgres" in self.service_pids else 0
         for name, value in (("run", run), ("kafka", kafka), ("postgres", postgres),
-                            ("stack", run + kafka + postgres), ("bench", _rss_bytes(os.getpid()))):
+                            ("stack", run + kafka + postgres), ("bench", rss_bytes(os.getpid()))):
             self.peak[name] = max(self.peak[name], value)
 
     def _sampler(self) -> None:
@@ -396,6 +365,8 @@ class Freshness:
         pids = list(self.service_pids.values())
         if self.proc is not None:
             pids.append(self.proc.pid)
+        from tootlake.pipelines.ops.processes import tree_cpu_seconds
+
         return tree_cpu_seconds(pids)
 
     def _check_run(self) -> None:

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.pipelines.ops import services
-from tootlake.pipelines.ops.supervisor import STAGE_CHECKPOINTS, child_env, read_state, state_path, tree_rss
+from tootlake.pipelines.ops.processes import tree_rss, wait_until
+from tootlake.pipelines.ops.supervisor import STAGE_CHECKPOINTS, child_env, read_state, state_path
 from tootlake.pipelines.settings import Settings
 from tootlake.pipelines.source.mastodon import SourceEvent
 
@@ -220,17 +221,16 @@ class Drill:
         self.report.peak_rss_total_bytes = max(self.report.peak_rss_total_bytes, total)
 
     def _wait(self, what: str, predicate: Callable[[], Any], timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def check() -> Any:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"`tootlake run` exited ({self.proc.returncode}) while waiting for {what}")
-            value = predicate()
-            if value:
-                return value
-            self._sample_rss()
-            time.sleep(1.0)
-        self.log(f"[drill] gave up waiting for {what} after {timeout:.0f} s")
-        return None
+            return predicate()
+
+        value = wait_until(check, timeout, every=1.0, between=self._sample_rss)
+        if not value:
+            self.log(f"[drill] gave up waiting for {what} after {timeout:.0f} s")
+            return None
+        return value
 
     def show_status(self, title: str) -> None:
         from tootlake.pipelines.ops.status import collect_status, format_status
