@@ -306,12 +306,14 @@ def write_secrets_file(settings: Settings) -> Path | None:
               if getattr(settings, name) is not None}
     if not values:
         return None
+    from tootlake.pipelines.ops import processes
+
     folder = settings.path(settings.state_dir) / SECRETS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     for old in folder.glob("*-*.json"):  # left by a writer that died (SIGKILL, OOM)
         pid = old.name.split("-", 1)[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and not processes.exists(int(pid)):
             old.unlink(missing_ok=True)
     path = folder / f"{os.getpid()}-{secrets.token_hex(8)}.json"
     write_private_file(path, json.dumps(values))
