@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import sqlparse
+
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 # ORA-00955 name already used, ORA-01408 column list already indexed, ORA-01430 column exists,
@@ -27,46 +29,23 @@ def script_files(target: str, sql_dir: Path = SQL_DIR) -> list[Path]:
     return files
 
 
+# A PL/SQL block keeps the `;` after its END (Oracle needs it there); a SQL statement must not end with one.
+_PLSQL_BLOCK = re.compile(r"(DECLARE|BEGIN|CREATE\s+(OR\s+REPLACE\s+)?((NON)?EDITIONABLE\s+)?"
+                          r"(PROCEDURE|FUNCTION|PACKAGE|TRIGGER|TYPE\s+BODY))\b", re.IGNORECASE)
+
+
 def split_statements(text: str) -> list[str]:
-    """Split a script on `;` outside quotes and comments; comments are dropped (Oracle rejects `;`)."""
+    """Split a script into statements (sqlparse: `;` outside quotes, comments and PL/SQL blocks); comments
+    are dropped, and so are the `;` after a SQL statement (Oracle rejects it) and SQL*Plus's `/` lines
+    after a PL/SQL block."""
     statements: list[str] = []
-    current: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "-" and text.startswith("--", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        if ch == "/" and text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-            continue
-        if ch in ("'", '"'):
-            end = i + 1
-            while end < n:
-                if text[end] == ch:
-                    if end + 1 < n and text[end + 1] == ch:  # doubled quote inside a literal
-                        end += 2
-                        continue
-                    break
-                end += 1
-            current.append(text[i : end + 1])
-            i = end + 1
-            continue
-        if ch == ";":
-            statement = "".join(current).strip()
-            if statement:
-                statements.append(statement)
-            current = []
-            i += 1
-            continue
-        current.append(ch)
-        i += 1
-    tail = "".join(current).strip()
-    if tail:
-        statements.append(tail)
-    return [re.sub(r"[ \t]+\n", "\n", s) for s in statements]
+    for chunk in sqlparse.split(sqlparse.format(text, strip_comments=True), strip_semicolon=False):
+        statement = re.sub(r"\A/[ \t]*(\n|\Z)", "", chunk.strip()).strip()  # a `/` ends the block before
+        if not _PLSQL_BLOCK.match(statement):
+            statement = statement.removesuffix(";").rstrip()
+        if statement and statement != "/":
+            statements.append(re.sub(r"[ \t]+\n", "\n", statement))
+    return statements
 
 
 def oracle_statements(sql_dir: Path = SQL_DIR) -> Iterator[tuple[Path, str]]:

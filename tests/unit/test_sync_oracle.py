@@ -369,6 +369,20 @@ def test_split_statements_respects_quotes_and_comments():
     assert dbinit.split_statements(text) == ["INSERT INTO T VALUES ('a;b', 'it''s')", "SELECT 1 FROM DUAL"]
 
 
+def test_split_statements_keeps_plsql_blocks_whole():
+    text = ("CREATE OR REPLACE PROCEDURE P AS\nBEGIN\n  INSERT INTO T VALUES (1); -- inner\n"
+            "  UPDATE T SET A = 2;\nEND;\n/\n"
+            "BEGIN\n  EXECUTE IMMEDIATE 'CREATE TABLE X (A NUMBER)';\nEXCEPTION WHEN OTHERS THEN\n"
+            "  IF SQLCODE != -955 THEN RAISE; END IF;\nEND;\n/\n"
+            "CREATE OR REPLACE VIEW V AS SELECT 1 AS A FROM DUAL;\n")
+    assert dbinit.split_statements(text) == [
+        "CREATE OR REPLACE PROCEDURE P AS\nBEGIN\n  INSERT INTO T VALUES (1);\n  UPDATE T SET A = 2;\nEND;",
+        "BEGIN\n  EXECUTE IMMEDIATE 'CREATE TABLE X (A NUMBER)';\nEXCEPTION WHEN OTHERS THEN\n"
+        "  IF SQLCODE != -955 THEN RAISE; END IF;\nEND;",
+        "CREATE OR REPLACE VIEW V AS SELECT 1 AS A FROM DUAL",
+    ]
+
+
 def test_init_oracle_skips_existing_objects_and_commits():
     class Exists(FakeCursor):
         def execute(self, statement, binds=None):
