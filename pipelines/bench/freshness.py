@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.source.producer import send_when_queued
 
 TEMPLATE_FILE = Path("mastodon-public-timeline-2023") / "statuses.dev.jsonl"
 SPARK_STAGES = ("bronze", "silver", "gold", "sync")
@@ -253,13 +254,7 @@ class Freshness:
         now = datetime.now(UTC)
         status = fresh_status(template, str(self._next_id), now)
         key, value = encode_record(build_envelope("status", instance, now, status))
-        while True:
-            try:
-                self.producer.produce(self.settings.kafka_topic, key=key, value=value,
-                                      on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self.producer.poll(0.1)
+        send_when_queued(self.producer, self.settings.kafka_topic, key, value, self._on_delivery, poll_s=0.1)
         self.producer.poll(0)
         return key.decode()
 

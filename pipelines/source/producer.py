@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tenacity import Retrying, retry_if_exception_type, wait_fixed
+
 from tootlake.bronze.filters import FilterConfig, drop_reason
 from tootlake.bronze.records import encode_record
 from tootlake.pipelines.source.mastodon import SourceEvent
@@ -538,17 +540,25 @@ def _produce(producer: Any, topic: str, key: bytes, value: bytes, on_delivery: C
     its message size), else None; other Kafka errors (unknown topic, fatal producer state) raise."""
     from confluent_kafka import KafkaException
 
-    while True:
-        try:
-            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-            break
-        except BufferError:  # local queue full: let librdkafka drain it
-            producer.poll(0.5)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            reason = RECORD_ERRORS.get(error.name()) if hasattr(error, "name") else None
-            if reason is None:
-                raise
-            return reason
+    try:
+        send_when_queued(producer, topic, key, value, on_delivery)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        reason = RECORD_ERRORS.get(error.name()) if hasattr(error, "name") else None
+        if reason is None:
+            raise
+        return reason
     producer.poll(0)  # serve delivery callbacks
     return None
+
+
+def send_when_queued(producer: Any, topic: str, key: bytes, value: bytes, on_delivery: Callable,
+                     poll_s: float = 0.5) -> None:
+    """`producer.produce(...)`; while librdkafka's local queue is full (BufferError), let it drain for
+    `poll_s` (poll: deliveries go out, callbacks run) and try again, for as long as it takes."""
+    send = functools.partial(producer.produce, topic, key=key, value=value, on_delivery=on_delivery)
+    try:
+        send()  # the usual case, without the retry machinery's cost per record
+    except BufferError:
+        Retrying(retry=retry_if_exception_type(BufferError), wait=wait_fixed(poll_s), sleep=producer.poll,
+                 reraise=True)(send)

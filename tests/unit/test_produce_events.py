@@ -423,3 +423,27 @@ def test_cli_replay_resumes_from_start_and_dry_run_leave_the_position(settings, 
     assert replay_progress(settings, [TIMELINE]).position == 10
     assert _keys(kafka)[928:] == _all_keys()[:10]
     assert "--from-start" in _passthrough(args(from_start=True))
+
+
+def test_a_full_local_queue_is_drained_by_polling_until_the_record_fits():
+    from tootlake.pipelines.source.producer import send_when_queued
+
+    class FullQueue:
+        def __init__(self, full_for: int) -> None:
+            self.full_for, self.polls, self.sent = full_for, [], []
+
+        def produce(self, topic, key, value, on_delivery) -> None:
+            if len(self.polls) < self.full_for:
+                raise BufferError("Local: Queue full")
+            self.sent.append((topic, key, value))
+
+        def poll(self, timeout: float) -> int:
+            self.polls.append(timeout)
+            return 0
+
+    producer = FullQueue(full_for=3)
+    send_when_queued(producer, "t", b"k", b"v", lambda *_: None, poll_s=0.25)
+    assert producer.polls == [0.25, 0.25, 0.25] and producer.sent == [("t", b"k", b"v")]
+    at_once = FullQueue(full_for=0)
+    send_when_queued(at_once, "t", b"k", b"v", lambda *_: None)
+    assert at_once.polls == [] and len(at_once.sent) == 1
