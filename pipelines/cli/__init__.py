@@ -23,6 +23,7 @@ from tootlake.pipelines.cli import (
     services,
     status,
 )
+from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import SettingsError
 
 # In `tootlake --help` order.
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    configure_logging()
     try:
         return int(args.func(args) or 0)
     except SettingsError as exc:

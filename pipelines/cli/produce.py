@@ -78,11 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         func=_handle_producer)
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 # ---------------------------------------------------------------------------------------------------
 # one run
 # ---------------------------------------------------------------------------------------------------
@@ -152,7 +147,6 @@ def run_producer(settings: Settings, args: argparse.Namespace, pid_file: Path | 
 
 
 def _handle_produce(args: argparse.Namespace) -> int:
-    _setup_logging()
     return run_producer(load_settings(), args)
 
 
@@ -257,7 +251,6 @@ def status_daemon(settings: Settings) -> int:
 
 
 def _handle_producer(args: argparse.Namespace) -> int:
-    _setup_logging()
     settings = load_settings()
     command = args.producer_command
     if command == "start":

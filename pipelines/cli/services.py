@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
@@ -28,19 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    # Progress lines from the services module go to stdout for the length of the command.
-    progress = logging.StreamHandler(sys.stdout)
-    progress.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger(services.__name__)
-    logger.addHandler(progress)
-    logger.setLevel(logging.INFO)
-    try:
-        return _run(args)
-    finally:
-        logger.removeHandler(progress)
-
-
-def _run(args: argparse.Namespace) -> int:
+    # The services module's progress lines are log records (stderr, see pipelines/logs.py).
     settings = load_settings()
     kafka = args.only in (None, "kafka")
     postgres = args.only in (None, "postgres")

@@ -95,10 +95,10 @@ def test_up_status_down_cycle(own: Settings, monkeypatch: pytest.MonkeyPatch,
     assert f"kafka      up    127.0.0.1:{own.kafka_port} pid {kafka.pid}" in out
     assert f"postgres   up    127.0.0.1:{own.postgres_port} pid {postgres.pid}" in out
     assert cli.main(["services", "up"]) == 0
-    out = capsys.readouterr().out
-    assert "already running" in out
+    captured = capsys.readouterr()
+    assert "already running" in captured.err  # a log line: stderr
     password = own.postgres_password_value()
-    assert password and password not in out
+    assert password and password not in captured.out and password not in captured.err
 
     assert cli.main(["services", "down"]) == 0
     assert "stopped: kafka, postgres" in capsys.readouterr().out
