@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -30,6 +31,7 @@ from tootlake.models.sentiment import uses_encoder
 from tootlake.pipelines.jobs.isolation import bisect, error_text, is_record_level
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
 from tootlake.pipelines.lake import Lake
+from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import Settings
 from tootlake.silver.parse import parse_records
 from tootlake.silver.posts import (
@@ -48,6 +50,8 @@ from tootlake.silver.quarantine import PROCESSING_ERROR, quarantine, with_rule_f
 from tootlake.silver.schema import POSTS_SCHEMA, QUARANTINE_SCHEMA
 from tootlake.silver.scoring import Scorer, apply_scoring, score_threat
 from tootlake.silver.timestamps import spark_literal
+
+logger = logging.getLogger(__name__)
 
 BRONZE_TABLE = "bronze.posts_raw"
 POSTS_TABLE = "silver.posts"
@@ -154,8 +158,8 @@ def isolate_poison(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, erro
     batch = batch.persist()
     try:
         positions = sorted(tuple(r) for r in batch.select("partition", "offset").collect())
-        print(f"[silver] batch {batch_id} failed on a record-level error; isolating it among "
-              f"{len(positions)} records: {error_text(error)}", flush=True)
+        logger.info(f"[silver] batch {batch_id} failed on a record-level error; isolating it among "
+                    f"{len(positions)} records: {error_text(error)}")
         part_ctx = replace(ctx, dq=None, stats=SilverStats(), use_txn=False)
 
         def attempt(part) -> None:
@@ -178,8 +182,8 @@ def isolate_poison(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, erro
     ctx.stats.batches += 1
     ctx.stats.quarantined += len(poisoned)
     ctx.stats.isolated += len(poisoned)
-    print(f"[silver] batch {batch_id}: isolated {len(poisoned)} poison record(s) into the quarantine "
-          f"(rule {PROCESSING_ERROR}); {len(positions) - len(poisoned)} records went through", flush=True)
+    logger.info(f"[silver] batch {batch_id}: isolated {len(poisoned)} poison record(s) into the quarantine "
+                f"(rule {PROCESSING_ERROR}); {len(positions) - len(poisoned)} records went through")
 
 
 def append_quarantine(lake: Lake, rows: DataFrame, txn: tuple[str, int] | None = None) -> None:
@@ -285,11 +289,12 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
     s.per_batch.append({"batch_id": batch_id, "bronze_rows": bronze_rows, "quarantined": quarantined,
                         "offered": offered, "scored": scored, **result, "seconds": round(elapsed, 2),
                         "steps": steps})
-    print(f"[silver] batch {batch_id}: {bronze_rows} bronze rows -> {quarantined} quarantined, "
-          f"{offered} posts offered ({scored} scored), inserted {result.get('num_inserted_rows', '?')}, "
-          f"updated {result.get('num_updated_rows', '?')} ({result.get('write', 'merge')}) "
-          f"in {elapsed:.1f} s "
-          f"({', '.join(f'{k} {v}' for k, v in steps.items())})", flush=True)
+    logger.info(f"[silver] batch {batch_id}: {bronze_rows} bronze rows -> {quarantined} quarantined, "
+                f"{offered} posts offered ({scored} scored), "
+                f"inserted {result.get('num_inserted_rows', '?')}, "
+                f"updated {result.get('num_updated_rows', '?')} ({result.get('write', 'merge')}) "
+                f"in {elapsed:.1f} s "
+                f"({', '.join(f'{k} {v}' for k, v in steps.items())})")
 
 
 # --- set-up and the streaming query ----------------------------------------------------------------
@@ -380,7 +385,7 @@ def run_silver(
         try:
             scorer = build_scorer(spark, settings)
         except Exception as exc:  # noqa: BLE001 - ModelLoadError, or the sentiment artifact missing
-            print(f"[silver] WARNING: scoring disabled, a model is not available: {exc}", flush=True)
+            logger.warning(f"[silver] WARNING: scoring disabled, a model is not available: {exc}")
             scorer = None
     elif scorer == "models":
         scorer = build_scorer(spark, settings)
@@ -486,10 +491,10 @@ def run(args: argparse.Namespace) -> int:
         report = run_silver(settings, spark, args.trigger, scorer=None if args.no_scoring else "models",
                             max_files_per_trigger=args.max_files_per_trigger)
     except (SilverError, ModelLoadError, SentimentModelError) as exc:
-        print(f"[silver] {exc}", file=sys.stderr)
+        logger.error(f"[silver] {exc}")
         return 2
     except DataQualityError as exc:
-        print(f"[silver] {exc}", file=sys.stderr)
+        logger.error(f"[silver] {exc}")
         return 3
     print("[silver] done: " + json.dumps(report))
     after_job_run(settings, "silver", report.get("dq_run_id"))  # GX suites once per run, not per batch
@@ -499,6 +504,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     return run(build_parser().parse_args(argv))
 
 
