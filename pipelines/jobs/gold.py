@@ -11,6 +11,7 @@ Entry point: `spark-submit pipelines/jobs/gold.py [--stream]` or `tootlake gold`
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from typing import Any
@@ -21,7 +22,10 @@ from pyspark.sql import functions as F
 from tootlake.gold.tables import BATCH_TABLES
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, parse_trigger
 from tootlake.pipelines.lake import Lake
+from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 SILVER_POSTS = "silver.posts"
 
@@ -84,7 +88,7 @@ def run_gold(
             rows = lake.last_commit_rows(target)  # from the commit's metrics: no Spark job
             counts[name] = rows if rows is not None else lake.read(target).count()
             if progress:
-                print(f"gold.{name}: {counts[name]} rows ({time.monotonic() - started:.1f}s)", flush=True)
+                logger.info(f"gold.{name}: {counts[name]} rows ({time.monotonic() - started:.1f}s)")
     finally:
         posts.unpersist()
     return counts
@@ -185,14 +189,15 @@ def run(args: argparse.Namespace) -> int:
             print(format_summary(gold_summary(settings, spark)))
         return 0
     except GoldInputMissing as exc:
-        print(f"[gold] {exc}", file=sys.stderr)
+        logger.error(f"[gold] {exc}")
         return 1
     except DataQualityError as exc:
-        print(f"[gold] {exc}", file=sys.stderr)
+        logger.error(f"[gold] {exc}")
         return 3
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     return run(build_parser().parse_args(argv))
 
 
