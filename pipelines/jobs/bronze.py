@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,7 +28,10 @@ from tootlake.pipelines.jobs.streaming import (
     parse_trigger,
     run_query,
 )
+from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 BRONZE_TABLE = "bronze.posts_raw"
 
@@ -139,7 +143,7 @@ def run_bronze(
     starting_offsets: str = "earliest",
     trigger: str = "available-now",
     max_offsets_per_trigger: int | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
 ) -> QueryReport:
     from tootlake.pipelines.quality.guard import new_run_id
 
@@ -176,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     return run(build_parser().parse_args(argv))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import threading
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
+logger = logging.getLogger(__name__)
 AVAILABLE_NOW = "available-now"
 _INTERVAL = re.compile(r"^\d+(\.\d+)?\s*(ms|milliseconds?|s|seconds?|m|minutes?)$")
 
@@ -45,11 +47,11 @@ class QueryReport:
 def run_query(
     query: StreamingQuery,
     label: str,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
     poll_s: float = 2.0,
     on_progress: Callable[[dict], None] | None = None,
 ) -> QueryReport:
-    """Wait for `query` to finish (available-now) or for SIGTERM/SIGINT, printing a line per batch.
+    """Wait for `query` to finish (available-now) or for SIGTERM/SIGINT, logging a line per batch.
 
     On a signal the query is stopped between batches, so the checkpoint stays consistent and a restart
     resumes exactly where this run ended. `on_progress` is called once per new batch's progress.

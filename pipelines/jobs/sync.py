@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -25,7 +26,10 @@ from tootlake.pipelines.databases.records import SILVER_COLUMNS, stage_rows_chec
 from tootlake.pipelines.databases.retry import RetryPolicy, SyncError
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
 from tootlake.pipelines.lake import Lake
+from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 SILVER_TABLE = "silver.posts"
 TARGETS = ("postgres", "oracle", "all")
@@ -36,7 +40,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(settings.sync_retry_attempts, settings.sync_retry_base_s, settings.sync_retry_max_s)
 
 
-def make_targets(settings: Settings, target: str, log: Callable[[str], None] = print) -> list[Any]:
+def make_targets(settings: Settings, target: str, log: Callable[[str], None] = logger.info) -> list[Any]:
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     targets: list[Any] = []
@@ -134,7 +138,7 @@ def run_sync(
     max_files_per_trigger: int | None = None,
     copy_gold: bool = True,
     before_batch: Callable[[int], None] | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
     dq: Any = "auto",
 ) -> dict:
     """Sync silver/posts to `target` (postgres|oracle|all), then copy gold to PostgreSQL; returns counts.
@@ -261,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_sync(settings, spark, args.target, args.trigger, args.max_files_per_trigger,
                           copy_gold=not args.no_gold)
     except SyncError as exc:
-        print(f"[sync] FAILED: {exc}", file=sys.stderr)
+        logger.error(f"[sync] FAILED: {exc}")
         return 1
     print(f"[sync] done: {json.dumps(result, default=str)}")
     from tootlake.pipelines.quality.gx import after_job_run
@@ -271,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_logging()
     return run(build_parser().parse_args(argv))
 
 
