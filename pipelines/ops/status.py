@@ -132,14 +132,14 @@ def _last_batch_line(log_file: Path) -> dict[str, int] | None:
 def _tables(settings: Settings) -> dict[str, dict[str, Any]]:
     import pyarrow as pa
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
 
-    from tootlake.pipelines.lake import list_tables
+    from tootlake.pipelines.lake import Lake, list_tables
 
+    lake = Lake(settings)
     out = {}
-    for name, path in list_tables(settings).items():
+    for name in list_tables(settings):
         try:
-            table = DeltaTable(str(path))
+            table = lake.table(name)
             adds = pa.table(table.get_add_actions(flatten=True))
             rows = pc.sum(adds.column("num_records")).as_py() if adds.num_rows else 0
             last = table.history(1)[0]
@@ -167,9 +167,10 @@ def _quarantine(settings: Settings, tables: dict[str, Any]) -> dict[str, int] | 
     if "silver.posts_quarantine" not in tables or "error" in tables["silver.posts_quarantine"]:
         return None
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
 
-    data = DeltaTable(str(settings.table_path("silver.posts_quarantine"))).to_pyarrow_table(columns=["rules"])
+    from tootlake.pipelines.lake import Lake
+
+    data = Lake(settings).arrow("silver.posts_quarantine", columns=["rules"])
     if data.num_rows == 0:
         return {}
     counts = pc.value_counts(pc.list_flatten(data.column("rules")))
@@ -186,9 +187,9 @@ def _dq(settings: Settings, tables: dict[str, Any]) -> dict[str, Any] | None:
              if (n == "dq.metrics" or n.endswith(".dq_metrics")) and "error" not in tables[n]]
     if not names:
         return None
-    from deltalake import DeltaTable
+    from tootlake.pipelines.lake import Lake
 
-    table = DeltaTable(str(settings.table_path(names[0])))
+    table = Lake(settings).table(names[0])
     columns = [f.name for f in table.schema().fields]
     if not set(DQ_COLUMNS) <= set(columns):
         return {"table": names[0], "note": f"unexpected columns {columns}"}
