@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
+
+log = logging.getLogger("tootlake.run")
 
 
 def register(subparsers) -> None:
@@ -72,23 +74,23 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     current = read_state(settings)
     if current and current["alive"]:
-        print(f"[run] `tootlake run` is already running here (pid {current['pid']}); stop it first "
-              "(SIGTERM / Ctrl-C), or see `tootlake status`", file=sys.stderr)
+        log.error(f"[run] `tootlake run` is already running here (pid {current['pid']}); stop it first "
+                  "(SIGTERM / Ctrl-C), or see `tootlake status`")
         return 1
     if not args.no_services:
         try:
             for status in services.ensure_services(settings):
-                print(f"[run] {status.line()}", flush=True)
+                log.info(f"[run] {status.line()}")
         except services.ServiceError as exc:
-            print(f"[run] {exc}", file=sys.stderr)
+            log.error(f"[run] {exc}")
             return 1
     _init_postgres(settings)
     if args.once:
-        return run_once(settings, log=lambda line: print(line, flush=True))
+        return run_once(settings)
     stages = continuous_stages(settings, producer=not args.no_producer, producer_args=producer_args(args))
-    print(f"[run] {len(stages)} stages, logs in {stage_log_dir(settings)}; Ctrl-C stops them "
-          "(`tootlake status` in another shell shows progress)", flush=True)
-    return Supervisor(settings, stages, log=lambda line: print(line, flush=True)).run()
+    log.info(f"[run] {len(stages)} stages, logs in {stage_log_dir(settings)}; Ctrl-C stops them "
+             "(`tootlake status` in another shell shows progress)")
+    return Supervisor(settings, stages).run()
 
 
 def _drill(args: argparse.Namespace) -> int:
@@ -116,5 +118,4 @@ def _init_postgres(settings) -> None:
     try:
         init_postgres(settings.postgres_conninfo(), log=lambda _line: None)
     except psycopg2.Error as exc:
-        print(f"[run] PostgreSQL not ready ({str(exc).strip().splitlines()[0]}); sync will retry",
-              file=sys.stderr)
+        log.warning(f"[run] PostgreSQL not ready ({str(exc).strip().splitlines()[0]}); sync will retry")

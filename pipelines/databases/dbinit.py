@@ -8,11 +8,14 @@ because its object already exists (ORA_ALREADY_EXISTS). Seeds are MERGEs; GRANTs
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sqlparse
+
+logger = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
@@ -54,7 +57,7 @@ def oracle_statements(sql_dir: Path = SQL_DIR) -> Iterator[tuple[Path, str]]:
             yield path, statement
 
 
-def init_postgres(conninfo: str, log: Callable[[str], None] = print, sql_dir: Path = SQL_DIR) -> int:
+def init_postgres(conninfo: str, log: Callable[[str], None] = logger.info, sql_dir: Path = SQL_DIR) -> int:
     import psycopg2
 
     conn = psycopg2.connect(conninfo, connect_timeout=10, application_name="tootlake-db-init")
@@ -69,7 +72,7 @@ def init_postgres(conninfo: str, log: Callable[[str], None] = print, sql_dir: Pa
     return len(script_files("postgres", sql_dir))
 
 
-def init_oracle(connection, log: Callable[[str], None] = print, sql_dir: Path = SQL_DIR) -> int:
+def init_oracle(connection, log: Callable[[str], None] = logger.info, sql_dir: Path = SQL_DIR) -> int:
     """Run every Oracle statement on an open python-oracledb connection; returns how many ran."""
     import oracledb
 

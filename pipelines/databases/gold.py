@@ -9,6 +9,7 @@ the new set, never a mix.
 from __future__ import annotations
 
 import io
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from pyspark.sql import types as T
 
 from tootlake.pipelines.databases.postgres import copy_value
 from tootlake.pipelines.databases.records import clean_text
+
+logger = logging.getLogger(__name__)
 
 GOLD_SCHEMA = "gold"
 
@@ -91,7 +94,7 @@ def _column_types(original: T.StructType, flat: DataFrame) -> list[tuple[str, st
 
 
 def copy_gold(
-    spark: SparkSession, conn, gold_dir: Path, log: Callable[[str], None] = print
+    spark: SparkSession, conn, gold_dir: Path, log: Callable[[str], None] = logger.info
 ) -> dict[str, int]:
     """Replace schema `gold`'s tables with the Delta tables under `gold_dir`; returns rows per table."""
     tables = gold_tables(gold_dir)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from typing import Any
 from tootlake.pipelines.databases.postgres import BatchCounts
 from tootlake.pipelines.databases.records import PROCESSED_COLUMNS, RAW_COLUMNS, STAGE_COLUMNS, STAGE_NAMES
 from tootlake.pipelines.databases.retry import RetryPolicy, with_retry
+
+logger = logging.getLogger(__name__)
 
 # VARCHAR2 columns of SYNC_STAGE, RAWPOSTS and PROCESSEDPOSTS (sql/oracle/*.sql): (size, unit). CHAR: at most
 # `size` characters (code points in AL32UTF8, a 4-byte emoji is one); BYTE: at most `size` UTF-8 bytes. Either
@@ -265,7 +268,7 @@ class OracleTarget:
 
     connect_fn: Callable[[], Any]
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = logger.info
     sleep: Callable[[float], None] = time.sleep
     name: str = "oracle"
     _conn: Any = field(default=None, init=False, repr=False)

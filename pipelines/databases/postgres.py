@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ from tootlake.pipelines.databases.records import (
     is_deleted,
 )
 from tootlake.pipelines.databases.retry import RetryPolicy, with_retry
+
+logger = logging.getLogger(__name__)
 
 _PG_TYPES = {
     "key": "text",
@@ -196,7 +199,7 @@ class PostgresTarget:
 
     conninfo: str
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = logger.info
     sleep: Callable[[float], None] = time.sleep
     connect_timeout_s: int = 5
     name: str = "postgres"

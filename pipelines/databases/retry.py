@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class SyncError(RuntimeError):
@@ -40,7 +42,7 @@ def with_retry(
     policy: RetryPolicy,
     what: str,
     on_retry: Callable[[], None] = lambda: None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = logger.info,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run `action`; on a transient (connection) error call `on_retry` (drop the connection), back off, retry.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -39,6 +40,7 @@ from tootlake.pipelines.ops.processes import is_running, tree_rss, wait_until
 from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, write_secrets_file
 
 Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
 STATE_FILE = "run.json"
 
 # Which checkpoint folder and Delta table show a stage's progress (used by `tootlake status` too).
@@ -205,7 +207,7 @@ def _is_stage_process(pid: int) -> bool:
         return False
 
 
-def stop_orphans(settings: Settings, log: Log = print, timeout_s: float = 30.0) -> list[str]:
+def stop_orphans(settings: Settings, log: Log = logger.info, timeout_s: float = 30.0) -> list[str]:
     """Stages left running by a supervisor that died (SIGKILL, OOM): stop them before starting new ones,
     so two writers never share a checkpoint. Returns the names of the stages stopped."""
     state = read_state(settings)
@@ -228,7 +230,7 @@ def stop_orphans(settings: Settings, log: Log = print, timeout_s: float = 30.0) 
 class Supervisor:
     """Runs `stages` until stopped; see the module docstring for the policy."""
 
-    def __init__(self, settings: Settings, stages: list[Stage], log: Log = print,
+    def __init__(self, settings: Settings, stages: list[Stage], log: Log = logger.info,
                  env: dict[str, str] | None = None) -> None:
         self.settings = settings
         self.stages = stages
@@ -400,7 +402,7 @@ class Supervisor:
         return 0
 
 
-def run_once(settings: Settings, log: Log = print, stages: list[Stage] | None = None,
+def run_once(settings: Settings, log: Log = logger.info, stages: list[Stage] | None = None,
              env: dict[str, str] | None = None) -> int:
     """Each stage once (available-now), in order; 1 when any stage failed (the others still run)."""
     stages = stages if stages is not None else once_stages()
