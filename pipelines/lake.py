@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 from tootlake.pipelines.settings import Settings
@@ -397,6 +397,16 @@ class Lake:
     def arrow(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """The table (or `columns`) as Arrow, read with delta-rs."""
         return self.table(name).to_pyarrow_table(columns=columns)
+
+    def arrow_if_readable(self, name: str, columns: list[str] | None = None) -> pa.Table | None:
+        """As `arrow`, or None when there is no table yet or it cannot be read right now (a poller reading
+        while a writer commits asks again on its next poll)."""
+        if not self.exists(name):
+            return None
+        try:
+            return self.arrow(name, columns)
+        except (DeltaError, pa.ArrowException, OSError):
+            return None
 
     def history(self, name: str, limit: int | None = None) -> list[Commit]:
         """The table's commits, newest first (`DeltaTable.history()`)."""

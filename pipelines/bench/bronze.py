@@ -25,6 +25,7 @@ def build_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from tootlake.pipelines.jobs.bronze import BRONZE_TABLE, run_bronze
+    from tootlake.pipelines.lake import Lake
     from tootlake.pipelines.ops import services
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.source.mastodon import replay_source
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     per_batch = max(1, -(-produced.delivered // max(1, args.batches)))
     report = run_bronze(spark, settings, max_offsets_per_trigger=per_batch, log=lambda _line: None)
     wall_s = time.monotonic() - started
-    rows = spark.read.format("delta").load(str(settings.table_path(BRONZE_TABLE))).count()
+    rows = Lake(settings, spark).read(BRONZE_TABLE).count()
     timed = [(int(p["numInputRows"]), p["durationMs"].get("triggerExecution", 0) / 1000)
              for p in report.progress]
     steady = timed[1:] or timed  # batch 0 pays for class loading, codegen and the Kafka consumer start

@@ -54,14 +54,13 @@ def _records(shared: Path) -> list[tuple[str, str]]:
     return out
 
 
-def _write_bronze(spark, path: Path, records: list[tuple[str, str]], batches: int) -> None:
+def _write_bronze(lake, records: list[tuple[str, str]], batches: int) -> None:
     ts = datetime(2023, 10, 24, 0, 0, 1)
     size = -(-len(records) // batches)
     for start in range(0, len(records), size):
         chunk = records[start:start + size]
         rows = [(k, v, "t", 0, start + i, ts, ts, ts.date()) for i, (k, v) in enumerate(chunk)]
-        (spark.createDataFrame(rows, BRONZE_DDL).coalesce(1).write.format("delta").mode("append")
-         .save(str(path)))
+        lake.append("bronze.posts_raw", lake.spark.createDataFrame(rows, BRONZE_DDL).coalesce(1))
 
 
 def _timed(fn) -> float:
@@ -73,6 +72,7 @@ def _timed(fn) -> float:
 def run(args: argparse.Namespace) -> int:
     from tootlake.pipelines.jobs.gold import run_gold
     from tootlake.pipelines.jobs.silver import run_silver
+    from tootlake.pipelines.lake import Lake
     from tootlake.pipelines.quality.guard import Guard
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.spark import build_spark
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     records = _records(base.path(base.shared_data_dir))
     spark = build_spark(base, "tootlake-bench-dq")
     try:
-        _write_bronze(spark, settings.table_path("bronze.posts_raw"), records, args.batches)
+        _write_bronze(Lake(settings, spark), records, args.batches)
         log(f"{len(records)} bronze records in {args.batches} commits under {work}")
         clock = lambda: datetime(2026, 11, 23, tzinfo=UTC)  # noqa: E731
 

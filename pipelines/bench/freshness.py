@@ -305,9 +305,11 @@ class Freshness:
 
     def _probe_silver(self) -> None:
         import pyarrow as pa
-        from deltalake import DeltaTable
 
-        path = self.settings.table_path("silver.posts")
+        from tootlake.pipelines.lake import Lake
+
+        lake = Lake(self.settings)
+        path = lake.path("silver.posts")
         version = 0  # next version to read
         while not self.stop.is_set():
             commit = path / "_delta_log" / f"{version:020d}.json"
@@ -316,7 +318,7 @@ class Freshness:
                 continue
             try:
                 seen = commit.stat().st_mtime
-                table = DeltaTable(str(path))
+                table = lake.table("silver.posts")
                 try:
                     changes = pa.table(table.load_cdf(starting_version=version, ending_version=version,
                                                       columns=["post_id", "_change_type"]))
@@ -588,16 +590,9 @@ class Freshness:
 
 
 def _quarantined(settings: Settings) -> set[str]:
-    from deltalake import DeltaTable
+    from tootlake.pipelines.ops.drill import quarantined_keys
 
-    path = settings.table_path("silver.posts_quarantine")
-    if not (path / "_delta_log").is_dir():
-        return set()
-    try:
-        keys = DeltaTable(str(path)).to_pyarrow_table(columns=["key"]).column("key").to_pylist()
-    except Exception:  # being written right now
-        return set()
-    return {key for key in keys if key}
+    return quarantined_keys(settings)
 
 
 def cleanup(settings: Settings, scratch: Path, log: Log = print) -> None:

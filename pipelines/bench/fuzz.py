@@ -90,20 +90,19 @@ def send_raw(settings: Settings, records: list[HostileRecord]) -> dict[int, tupl
 def collect(settings: Settings) -> tuple[list[tuple], list[tuple], list[str]]:
     """RAWPOSTS rows, quarantine (partition, offset, rules) and silver post_ids, read without Spark."""
     import psycopg2
-    from deltalake import DeltaTable
+
+    from tootlake.pipelines.lake import Lake
 
     with contextlib.closing(psycopg2.connect(settings.postgres_conninfo(), connect_timeout=10)) as conn:
         cur = conn.cursor()
         cur.execute("select post_id, instance, status_id, post_content from rawposts")
         arrived = cur.fetchall()
-    quarantine_path = settings.table_path("silver.posts_quarantine")
+    lake = Lake(settings)
     quarantined = []
-    if (quarantine_path / "_delta_log").is_dir():
-        table = DeltaTable(str(quarantine_path)).to_pyarrow_table(
-            columns=["bronze_partition", "bronze_offset", "rules"])
+    if lake.exists("silver.posts_quarantine"):
+        table = lake.arrow("silver.posts_quarantine", columns=["bronze_partition", "bronze_offset", "rules"])
         quarantined = [(r["bronze_partition"], r["bronze_offset"], r["rules"]) for r in table.to_pylist()]
-    silver_ids = DeltaTable(str(settings.table_path("silver.posts"))).to_pyarrow_table(
-        columns=["post_id"]).column("post_id").to_pylist()
+    silver_ids = lake.arrow("silver.posts", columns=["post_id"]).column("post_id").to_pylist()
     return arrived, quarantined, silver_ids
 
 

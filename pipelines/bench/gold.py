@@ -137,6 +137,7 @@ def bench_gold(
 ) -> list[dict[str, Any]]:
     """Write synthetic silver at each scale, time one full gold run on it; returns one record per scale."""
     from tootlake.pipelines.jobs.gold import run_gold
+    from tootlake.pipelines.lake import Lake
     from tootlake.pipelines.spark import build_spark
 
     spark = build_spark(settings, "tootlake-bench-gold")
@@ -146,9 +147,9 @@ def bench_gold(
         lake = work_dir / f"x{scale}" / "lake"
         shutil.rmtree(lake.parent, ignore_errors=True)
         scaled = settings.model_copy(update={"lake_dir": lake})
-        silver_path = str(scaled.table_path("silver.posts"))
-        scaled_silver(spark, statuses, scale).write.format("delta").mode("overwrite").save(silver_path)
-        spark.read.format("delta").load(silver_path).count()  # warm the file listing, not timed
+        scaled_lake = Lake(scaled, spark)
+        scaled_lake.overwrite("silver.posts", scaled_silver(spark, statuses, scale))
+        scaled_lake.read("silver.posts").count()  # warm the file listing, not timed
         if warmup and not results:
             # The JVM's first jobs pay for class loading and code generation: keep that out of the figures.
             log(f"[bench gold] warm-up run on x{scale} (not timed)")

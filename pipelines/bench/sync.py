@@ -167,6 +167,7 @@ def run_freshness(args: argparse.Namespace) -> int:
 
     from tootlake.pipelines.databases import dbinit
     from tootlake.pipelines.jobs.sync import run_sync
+    from tootlake.pipelines.lake import Lake
     from tootlake.pipelines.ops import services
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.spark import build_spark
@@ -189,14 +190,14 @@ def run_freshness(args: argparse.Namespace) -> int:
     settings = base.model_copy(update={"lake_dir": work / "lake", "checkpoint_dir": work / "checkpoints",
                                        "postgres_dsn": dsn, "postgres_db": bench_db})
     spark = build_spark(settings, "tootlake-bench-sync-freshness")
-    silver = str(settings.table_path("silver.posts"))
+    lake = Lake(settings, spark)
     posts = synthetic_posts(args.freshness + 10)
 
     def commit(rows: list[dict]) -> float:
         now = dt.datetime.now(dt.UTC)
         rows = [{**r, "updated_at": now.replace(tzinfo=None)} for r in rows]
         frame = spark.createDataFrame(rows, POSTS_SCHEMA).coalesce(1)
-        frame.write.format("delta").mode("append").save(silver)
+        lake.append("silver.posts", frame)
         return time.time()
 
     commit(posts[:10])  # creates the table; the first batch also starts the stream

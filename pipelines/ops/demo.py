@@ -44,8 +44,10 @@ def run_demo(settings: Settings, log: Log = print, max_posts: int | None = None)
 
     spark = build_spark(settings, "tootlake-demo")
     bronze_report = run_bronze(spark, settings, log=lambda line: log(f"   {line}"))
+    from tootlake.pipelines.lake import Lake
+
     bronze_path = settings.table_path(BRONZE_TABLE)
-    total = spark.read.format("delta").load(str(bronze_path)).count()
+    total = Lake(settings, spark).read(BRONZE_TABLE).count()
     log(f"   this run: {bronze_report.rows} new rows; table total {total} rows at {bronze_path}")
     _done(log, started)
 

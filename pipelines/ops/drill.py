@@ -151,6 +151,15 @@ def _version_at(status: dict) -> datetime | None:
     return None
 
 
+def quarantined_keys(settings: Settings) -> set[str]:
+    """The keys in silver/posts_quarantine (none while the table is missing or being written: a poller
+    asks again on its next poll)."""
+    from tootlake.pipelines.lake import Lake
+
+    table = Lake(settings).arrow_if_readable("silver.posts_quarantine", columns=["key"])
+    return set() if table is None else {key for key in table.column("key").to_pylist() if key}
+
+
 def expected_contents(events: list[SourceEvent]) -> dict[str, str]:
     """Post key -> the plain text PostgreSQL must hold for it: its latest version (the last edit wins,
     as in silver), through the same text rules (html_to_text, then the sync's text policy)."""
@@ -453,28 +462,19 @@ class Drill:
             return set()
 
     def _quarantined_keys(self) -> set[str]:
-        from deltalake import DeltaTable
-
-        path = self.settings.table_path("silver.posts_quarantine")
-        if not (path / "_delta_log").is_dir():
-            return set()
-        try:
-            keys = DeltaTable(str(path)).to_pyarrow_table(columns=["key"]).column("key").to_pylist()
-        except Exception:  # being written right now: ask again on the next poll
-            return set()
-        return {key for key in keys if key}
+        return quarantined_keys(self.settings)
 
     def _count(self, expected: set[str], contents: dict[str, str] | None = None) -> None:
         import psycopg2
         import pyarrow.compute as pc
-        from deltalake import DeltaTable
+
+        from tootlake.pipelines.lake import Lake
 
         r, s = self.report, self.settings
-        bronze = DeltaTable(str(s.table_path("bronze.posts_raw"))).to_pyarrow_table(columns=["key"])
+        lake = Lake(s)
+        bronze = lake.arrow("bronze.posts_raw", columns=["key"])
         r.bronze_rows, r.bronze_keys = bronze.num_rows, len(pc.unique(bronze.column("key")))
-        silver = DeltaTable(str(s.table_path("silver.posts"))).to_pyarrow_table(
-            columns=["post_id", "is_deleted"]
-        )
+        silver = lake.arrow("silver.posts", columns=["post_id", "is_deleted"])
         r.silver_posts = silver.num_rows - int(pc.sum(silver.column("is_deleted")).as_py() or 0)
         quarantined = self._quarantined_keys()
         r.quarantined = len(quarantined)

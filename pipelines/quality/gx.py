@@ -82,12 +82,12 @@ def _context(settings: Settings):
 
 def _sample(settings: Settings, table: str, rows: int):
     """(pandas sample, total rows) of a lake table read with delta-rs."""
-    from deltalake import DeltaTable
+    from tootlake.pipelines.lake import Lake
 
-    path = settings.table_path(table)
-    if not (path / "_delta_log").is_dir():
-        raise FileNotFoundError(f"no Delta table {table} at {path}: run that layer's job first")
-    dataset = DeltaTable(str(path)).to_pyarrow_dataset()
+    lake = Lake(settings)
+    if not lake.exists(table):
+        raise FileNotFoundError(f"no Delta table {table} at {lake.path(table)}: run that layer's job first")
+    dataset = lake.table(table).to_pyarrow_dataset()
     total = dataset.count_rows()
     return dataset.head(rows).to_pandas(), total
 

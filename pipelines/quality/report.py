@@ -25,14 +25,13 @@ RUN_KEY = ["run_id", "job", "table", "hop", "rule", "severity"]
 
 def load_metrics(settings: Settings) -> pd.DataFrame:
     """dq.metrics as pandas (empty frame with the columns when the table does not exist yet)."""
-    from deltalake import DeltaTable
-
+    from tootlake.pipelines.lake import Lake
     from tootlake.pipelines.quality.guard import METRICS_SCHEMA
 
-    path = settings.table_path(METRICS_TABLE)
-    if not (path / "_delta_log").is_dir():
+    lake = Lake(settings)
+    if not lake.exists(METRICS_TABLE):
         return METRICS_SCHEMA.empty_table().to_pandas()
-    return DeltaTable(str(path)).to_pandas()
+    return lake.table(METRICS_TABLE).to_pandas()
 
 
 def per_run(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -53,12 +52,12 @@ def latest(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def quarantine_by_rule(settings: Settings) -> dict[str, int]:
-    from deltalake import DeltaTable
+    from tootlake.pipelines.lake import Lake
 
-    path = settings.table_path(QUARANTINE_TABLE)
-    if not (path / "_delta_log").is_dir():
+    lake = Lake(settings)
+    if not lake.exists(QUARANTINE_TABLE):
         return {}
-    rules = DeltaTable(str(path)).to_pyarrow_table(columns=["rules"]).column("rules").to_pylist()
+    rules = lake.arrow(QUARANTINE_TABLE, columns=["rules"]).column("rules").to_pylist()
     counts: dict[str, int] = {}
     for names in rules:
         for name in names or ["(none)"]:
