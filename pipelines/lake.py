@@ -38,6 +38,7 @@ from tootlake.pipelines.settings import Settings
 if TYPE_CHECKING:  # the Spark half imports pyspark / delta-spark when used, so the delta-rs half needs no JVM
     from delta.tables import DeltaMergeBuilder
     from pyspark.sql import DataFrame, Row, SparkSession
+    from pyspark.sql.streaming import DataStreamWriter
     from pyspark.sql.types import StructType
 
 # Row identity used by `diff`, per logical table. A table not listed here (or whose key columns are not
@@ -449,6 +450,12 @@ class Lake:
         if max_files_per_trigger:
             reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
         return reader.load(self.location(name))
+
+    def append_stream(self, df: DataFrame, partition_by: tuple[str, ...] = ()) -> DataStreamWriter:
+        """A streaming append of `df` in Delta format: add the query name, checkpoint and trigger, then
+        `.start(lake.location(name))`."""
+        writer = df.writeStream.format("delta").outputMode("append")
+        return writer.partitionBy(*partition_by) if partition_by else writer
 
     def create(self, name: str, schema: StructType, change_feed: bool = False) -> None:
         """Create the table with `schema` unless it exists (optionally born with the change data feed on)."""

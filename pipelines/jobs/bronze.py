@@ -28,6 +28,7 @@ from tootlake.pipelines.jobs.streaming import (
     parse_trigger,
     run_query,
 )
+from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import Settings
 
@@ -55,14 +56,13 @@ def start_bronze_query(
     if max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
     rows = posts_raw(reader.load(), ingested_at=F.current_timestamp())
+    lake = Lake(settings, spark)
     writer = (
-        rows.writeStream.format("delta")
+        lake.append_stream(rows, partition_by=("ingest_date",))
         .queryName("bronze_posts_raw")
-        .outputMode("append")
-        .partitionBy("ingest_date")
         .option("checkpointLocation", str(settings.checkpoint_path("bronze")))
     )
-    return apply_trigger(writer, trigger).start(str(settings.table_path(BRONZE_TABLE)))
+    return apply_trigger(writer, trigger).start(lake.location(BRONZE_TABLE))
 
 
 LOST_OFFSETS_RULE = "kafka_offsets_lost"
