@@ -1,7 +1,8 @@
 """Every batch gold table: Spark result == an independent DuckDB computation on the same silver rows.
 
-Two inputs: silver-like rows from the bundled real statuses, and crafted edge cases (users at exactly
-ACTIVE_MIN, tombstones, an empty day, a day without hashtags, ties, nulls).
+Two inputs: silver-like rows from the bundled real statuses (skipped without ../shared/data), and crafted
+edge cases built in tests/gold_reference.py, which need no shared data (users at exactly ACTIVE_MIN,
+tombstones, an empty day, a day without hashtags, ties, nulls).
 """
 
 from __future__ import annotations
@@ -32,40 +33,46 @@ def _frame(spark, rows):
     return spark.createDataFrame([tuple(r[f.name] for f in POSTS_SCHEMA.fields) for r in rows], POSTS_SCHEMA)
 
 
+def _dataset(spark, rows):
+    silver, con = _frame(spark, rows).cache(), connect(rows)
+    yield silver, con
+    silver.unpersist()
+    con.close()
+
+
 @pytest.fixture(scope="module")
-def real_rows(shared_data):
+def real(spark, shared_data):
+    """Silver-like rows from the bundled real statuses (skips without ../shared/data)."""
     rows = silver_rows(load_statuses(shared_data))
     # a few tombstones among the real posts: gold must ignore them
     for row in rows[::97]:
         row.update(is_deleted=True, text=None, text_length=None, hashtags=None)
-    return rows
+    yield from _dataset(spark, rows)
 
 
 @pytest.fixture(scope="module")
-def datasets(spark, real_rows):
-    built = {}
-    for name, rows in (("real", real_rows), ("crafted", crafted_rows(ACTIVE_MIN))):
-        built[name] = (_frame(spark, rows).cache(), connect(rows))
-    yield built
-    for df, con in built.values():
-        df.unpersist()
-        con.close()
+def crafted(spark):
+    """The crafted edge cases (tests/gold_reference.py): built here, no shared data needed."""
+    yield from _dataset(spark, crafted_rows(ACTIVE_MIN))
 
 
-@pytest.mark.parametrize("dataset", ["real", "crafted"])
+@pytest.fixture(params=["real", "crafted"])
+def dataset(request):
+    return request.param, request.getfixturevalue(request.param)
+
+
 @pytest.mark.parametrize("table", list(BATCH_TABLES))
-def test_table_matches_independent_duckdb(datasets, table, dataset):
-    silver, con = datasets[dataset]
+def test_table_matches_independent_duckdb(dataset, table):
+    name, (silver, con) = dataset
     columns, got = spark_rows(BATCH_TABLES[table](silver, ACTIVE_MIN))
     expected = duckdb_rows(con, reference_sql(ACTIVE_MIN)[table], columns)
     assert got == expected
-    if dataset == "real":
+    if name == "real":
         assert got, f"{table} is empty on the real statuses"
 
 
-@pytest.mark.parametrize("dataset", ["real", "crafted"])
-def test_posts_per_minute_batch_definition(datasets, dataset):
-    silver, con = datasets[dataset]
+def test_posts_per_minute_batch_definition(dataset):
+    _, (silver, con) = dataset
     columns, got = spark_rows(windowed.posts_per_minute(silver))
     assert got == duckdb_rows(con, reference_sql(ACTIVE_MIN)["posts_per_minute"], columns)
 
@@ -74,8 +81,8 @@ def _collect(df, *columns):
     return sorted(tuple(row[c] for c in columns) for row in df.collect())
 
 
-def test_active_users_boundary(datasets):
-    silver, _ = datasets["crafted"]
+def test_active_users_boundary(crafted):
+    silver, _ = crafted
     users = dict(_collect(activity.active_users(silver, ACTIVE_MIN), "user_acct", "posts"))
     # alice has exactly ACTIVE_MIN live posts (her tombstone does not count); bob one fewer
     assert users == {"alice@mastodon.social": ACTIVE_MIN}
@@ -85,8 +92,8 @@ def test_active_users_boundary(datasets):
         activity.active_users(silver, 0)
 
 
-def test_top_hashtag_tie_is_broken_alphabetically(datasets):
-    silver, _ = datasets["crafted"]
+def test_top_hashtag_tie_is_broken_alphabetically(crafted):
+    silver, _ = crafted
     top = _collect(hashtags.top_hashtag_daily(silver), "post_date", "hashtag", "posts", "tied_hashtags")
     # day A: alpha 3 (alice 2, bob's 'ALPHA' 1), zeta 3 (alice 2 - 'Zeta','zeta' once each - and
     # alice@other.example 1), beta 2, gamma 2: alpha and zeta tie, alpha wins
@@ -96,8 +103,8 @@ def test_top_hashtag_tie_is_broken_alphabetically(datasets):
     assert (tag, posts, tied) == ("alpha", 3, 2)
 
 
-def test_empty_day_and_day_without_hashtags(datasets):
-    silver, _ = datasets["crafted"]
+def test_empty_day_and_day_without_hashtags(crafted):
+    silver, _ = crafted
     daily = dict(_collect(activity.posts_daily(silver), "post_date", "posts"))
     assert daily == {DAY_A.date(): ACTIVE_MIN + (ACTIVE_MIN - 1) + 1, DAY_C.date(): 2}
     tag_days = {row[0] for row in _collect(hashtags.hashtags_daily(silver), "post_date")}
