@@ -13,6 +13,7 @@ cluster is created, mode 0600), unless POSTGRES_PASSWORD is given.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import os
 import secrets
@@ -30,6 +31,16 @@ SECRETS_DIR = "secrets"  # in the state folder: the secrets files of `tootlake r
 
 class SettingsError(RuntimeError):
     """Raised when a setting has a wrong value; the message names the setting."""
+
+
+class FromSettings(enum.Enum):
+    """The type of `FROM_SETTINGS`: a job option left to the settings (e.g. `dq=FROM_SETTINGS`: a data-quality
+    guard when DQ_ENABLED, none otherwise), as opposed to a value the caller passes."""
+
+    FROM_SETTINGS = "from settings"
+
+
+FROM_SETTINGS = FromSettings.FROM_SETTINGS
 
 
 class _SecretsFileSource(PydanticBaseSettingsSource):
@@ -74,7 +85,9 @@ class Settings(BaseSettings):
     state_dir: Path = Path("var/state")
     log_dir: Path = Path("var/log")
     jars_dir: Path = Path("jars")
-    shared_data_dir: Path = Path("../shared/data")
+    shared_data_dir: Path = Path("../shared/data")  # the labelled and real data sets (never in the package)
+    threat_model_dir: Path | None = None  # unset: the threat model artifact shipped in the package
+    sentiment_model_dir: Path | None = None  # unset: the sentiment pipeline shipped in the package
 
     # --- Kafka -----------------------------------------------------------------------------------
     kafka_bootstrap_servers: str | None = None  # unset: the embedded broker on 127.0.0.1:kafka_port
@@ -183,6 +196,11 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("threat_model_dir", "sentiment_model_dir", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("mastodon_instance")
     @classmethod

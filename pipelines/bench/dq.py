@@ -71,7 +71,7 @@ def _timed(fn) -> float:
 
 def run(args: argparse.Namespace) -> int:
     from tootlake.pipelines.jobs.gold import run_gold
-    from tootlake.pipelines.jobs.silver import run_silver
+    from tootlake.pipelines.jobs.silver import Scoring, run_silver
     from tootlake.pipelines.lake import Lake
     from tootlake.pipelines.quality.guard import Guard
     from tootlake.pipelines.settings import load_settings
@@ -98,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
                                             "checkpoint_dir": work / f"ck-{n}"})
             s.table_path("bronze.posts_raw").parent.mkdir(parents=True)
             s.table_path("bronze.posts_raw").symlink_to(settings.table_path("bronze.posts_raw"))
-            run_silver(s, spark, scorer="auto" if args.scoring else None, max_files_per_trigger=1,
-                       clock=clock, dq=Guard(s, "silver", clock=clock) if rules_on else None)
+            scorer = Scoring.MODELS_IF_AVAILABLE if args.scoring else None
+            run_silver(s, spark, scorer=scorer, max_files_per_trigger=1, clock=clock,
+                       dq=Guard(s, "silver", clock=clock) if rules_on else None)
             current["settings"] = s
 
         def gold(rules_on: bool) -> None:

@@ -14,7 +14,7 @@ import argparse
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -23,7 +23,10 @@ from tootlake.gold.tables import BATCH_TABLES
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, parse_trigger
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
-from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings
+
+if TYPE_CHECKING:
+    from tootlake.pipelines.quality.guard import Guard
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +51,13 @@ def run_gold(
     tables: list[str] | None = None,
     silver_posts: DataFrame | None = None,
     progress: bool = True,
-    dq: Any = "auto",
+    dq: Guard | FromSettings | None = FROM_SETTINGS,
 ) -> dict[str, int]:
     """Rebuild the batch gold tables (all, or `tables`) from silver; returns {table_name: row_count}.
 
-    `dq`: a quality.guard.Guard, "auto" (one when DQ_ENABLED) or None. The input rules run on
-    silver in the pass that fills the cache; each table's rules run before its overwrite, so a `fail`
-    rule (DataQualityError) leaves that table at its previous version.
+    `dq`: a quality.guard.Guard, FROM_SETTINGS (a Guard when DQ_ENABLED, else none) or None (no rules).
+    The input rules run on silver in the pass that fills the cache; each table's rules run before its
+    overwrite, so a `fail` rule (DataQualityError) leaves that table at its previous version.
     """
     names = tables if tables else list(BATCH_TABLES)
     unknown = sorted(set(names) - set(BATCH_TABLES))
@@ -64,7 +67,7 @@ def run_gold(
     posts = silver_posts if silver_posts is not None else read_silver_posts(settings, spark)
     posts = posts.persist()  # every table scans it: read silver once
     counts: dict[str, int] = {}
-    if dq == "auto":
+    if dq is FROM_SETTINGS:
         from tootlake.pipelines.quality.guard import Guard
 
         dq = Guard(settings, "gold") if settings.dq_enabled else None

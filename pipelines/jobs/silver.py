@@ -21,8 +21,9 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -32,7 +33,7 @@ from tootlake.pipelines.jobs.isolation import bisect, error_text, is_record_leve
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
-from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings
 from tootlake.silver.parse import parse_records
 from tootlake.silver.posts import (
     MERGE_DELETE_SET,
@@ -50,6 +51,9 @@ from tootlake.silver.quarantine import PROCESSING_ERROR, quarantine, with_rule_f
 from tootlake.silver.schema import POSTS_SCHEMA, QUARANTINE_SCHEMA
 from tootlake.silver.scoring import Scorer, apply_scoring, score_threat
 from tootlake.silver.timestamps import spark_literal
+
+if TYPE_CHECKING:
+    from tootlake.pipelines.quality.guard import Guard
 
 logger = logging.getLogger(__name__)
 
@@ -351,8 +355,8 @@ def build_scorer(spark: SparkSession, settings: Settings, scoring: bool = True) 
         return None
     return ModelScorer(
         spark,
-        threat_path=_opt_path(getattr(settings, "threat_model_dir", None)),
-        sentiment_path=_opt_path(getattr(settings, "sentiment_model_dir", None)),
+        threat_path=_opt_path(settings.threat_model_dir),
+        sentiment_path=_opt_path(settings.sentiment_model_dir),
         batch_size=settings.silver_threat_batch_size,
         intra_op_threads=settings.silver_threat_threads or None,
     )
@@ -362,37 +366,43 @@ def _opt_path(value: object) -> str | None:
     return str(value) if value else None
 
 
+class Scoring(Enum):
+    """How `run_silver` gets its scorer when it is not handed one."""
+
+    MODELS = "models"  # load the threat and sentiment models; a missing one fails, saying what to do
+    MODELS_IF_AVAILABLE = "models-if-available"  # the same, but carry on without scoring when one is missing
+
+
 def run_silver(
     settings: Settings,
     spark: SparkSession,
     trigger: str = AVAILABLE_NOW,
-    scorer: Scorer | None | str = "auto",
+    scorer: Scorer | Scoring | None = Scoring.MODELS_IF_AVAILABLE,
     max_files_per_trigger: int | None = None,
     clock: Any = None,
-    dq: Any = "auto",
+    dq: Guard | FromSettings | None = FROM_SETTINGS,
 ) -> dict:
     """Run the silver stream (available-now: until bronze is drained) and return what it did.
 
-    `scorer="models"` loads the threat and sentiment models (and fails, saying what to do, when one is
-    missing); `"auto"` does the same but carries on without scoring when a model artifact is missing;
-    pass a Scorer (tests) or None (no scoring: rows get processing_status FAILED and are scored when
-    next seen). `dq`: a quality.guard.Guard, "auto" (one when DQ_ENABLED) or None (no rules).
-    A `fail` rule raises DataQualityError before the batch writes anything.
+    `scorer`: a Scoring mode (load the models from THREAT_MODEL_DIR / SENTIMENT_MODEL_DIR, default the
+    packaged artifacts), a Scorer (tests), or None (no scoring: rows get processing_status FAILED and are
+    scored when next seen). `dq`: a quality.guard.Guard, FROM_SETTINGS (a Guard when DQ_ENABLED, else
+    none) or None (no rules). A `fail` rule raises DataQualityError before the batch writes anything.
     """
     configure_spark(spark, settings)
     ensure_tables(spark, settings)
-    if scorer == "auto":
+    if scorer is Scoring.MODELS_IF_AVAILABLE:
         try:
             scorer = build_scorer(spark, settings)
         except Exception as exc:  # noqa: BLE001 - ModelLoadError, or the sentiment artifact missing
             logger.warning(f"[silver] WARNING: scoring disabled, a model is not available: {exc}")
             scorer = None
-    elif scorer == "models":
+    elif scorer is Scoring.MODELS:
         scorer = build_scorer(spark, settings)
     writer = SilverBatchWriter(settings, scorer, txn_app_id(settings.checkpoint_path("silver")))
     if clock is not None:
         writer.clock = clock
-    if dq == "auto":
+    if dq is FROM_SETTINGS:
         from tootlake.pipelines.quality.guard import Guard
 
         dq = (Guard(settings, "silver", clock=writer.clock, stream_id=writer.txn_app_id)
@@ -488,7 +498,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     spark = build_spark(settings, "tootlake-silver")
     try:
-        report = run_silver(settings, spark, args.trigger, scorer=None if args.no_scoring else "models",
+        report = run_silver(settings, spark, args.trigger, scorer=None if args.no_scoring else Scoring.MODELS,
                             max_files_per_trigger=args.max_files_per_trigger)
     except (SilverError, ModelLoadError, SentimentModelError) as exc:
         logger.error(f"[silver] {exc}")

@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -27,7 +27,10 @@ from tootlake.pipelines.databases.retry import RetryPolicy, SyncError
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
-from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings
+
+if TYPE_CHECKING:
+    from tootlake.pipelines.quality.guard import Guard
 
 logger = logging.getLogger(__name__)
 
@@ -139,12 +142,13 @@ def run_sync(
     copy_gold: bool = True,
     before_batch: Callable[[int], None] | None = None,
     log: Callable[[str], None] = logger.info,
-    dq: Any = "auto",
+    dq: Guard | FromSettings | None = FROM_SETTINGS,
 ) -> dict:
     """Sync silver/posts to `target` (postgres|oracle|all), then copy gold to PostgreSQL; returns counts.
 
-    `dq`: a quality.guard.Guard, "auto" (one when DQ_ENABLED) or None: each change batch's rules
-    are counted before staging; `drop` rows go to the quarantine, a `fail` rule stops before any write.
+    `dq`: a quality.guard.Guard, FROM_SETTINGS (a Guard when DQ_ENABLED, else none) or None (no rules):
+    each change batch's rules are counted before staging; `drop` rows go to the quarantine, a `fail` rule
+    stops before any write.
 
     `trigger`: 'available-now' (sync what is there and return) or an interval (run until SIGTERM/Ctrl-C).
     Raises SyncError when a target stays unreachable; nothing of the failed batch is committed.
@@ -162,7 +166,7 @@ def run_sync(
     from tootlake.pipelines.jobs.silver import txn_app_id
 
     txn_id = txn_app_id(checkpoint)
-    if dq == "auto":
+    if dq is FROM_SETTINGS:
         from tootlake.pipelines.quality.guard import Guard
 
         dq = Guard(settings, "sync", stream_id=txn_id) if settings.dq_enabled else None

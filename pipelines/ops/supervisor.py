@@ -138,7 +138,7 @@ def child_env(settings: Settings, continuous: bool = False) -> dict[str, str]:
         env[SECRETS_FILE_ENV] = str(secrets_file)
     env["SPARK_DRIVER_MEMORY"] = settings.run_driver_memory  # one JVM per stage: bound each
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the stage log as they happen
-    if continuous and "dq_gx_enabled" in type(settings).model_fields:
+    if continuous:
         # The jobs run the Great Expectations suites once, when their query ends: under `run` that is at
         # shutdown (slow, and racing RUN_STOP_TIMEOUT_S). The per-batch rules still run; schedule
         # `tootlake dq check` for the suites.

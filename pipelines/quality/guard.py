@@ -131,7 +131,7 @@ class Guard:
 
     @property
     def enabled(self) -> bool:
-        return bool(getattr(self.settings, "dq_enabled", True))
+        return self.settings.dq_enabled
 
     def rules_for(self, table_rules: TableRules) -> TableRules:
         return table_rules.replace(*self.extra_rules.get(table_rules.table, ()))

@@ -298,7 +298,7 @@ def make_client(settings: Any) -> Any:
     return Mastodon(
         api_base_url=settings.mastodon_instance,
         access_token=token,
-        ratelimit_method=getattr(settings, "mastodon_ratelimit_method", "pace"),
+        ratelimit_method=settings.mastodon_ratelimit_method,
         request_timeout=30,
         version_check_mode="none",  # no extra request at start-up
     )

@@ -164,3 +164,13 @@ def test_env_example_documents_every_setting() -> None:
     fields = set(Settings.model_fields)
     assert fields - documented == set(), "settings missing from .env.example"
     assert documented - fields == set(), ".env.example documents settings that do not exist"
+
+
+def test_model_dirs_default_to_the_packaged_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    settings = load_settings(tootlake_home=tmp_path)
+    assert settings.threat_model_dir is None and settings.sentiment_model_dir is None
+    monkeypatch.setenv("THREAT_MODEL_DIR", "")  # as in .env.example: empty is unset
+    monkeypatch.setenv("SENTIMENT_MODEL_DIR", str(tmp_path / "sentiment"))
+    settings = load_settings(tootlake_home=tmp_path)
+    assert settings.threat_model_dir is None
+    assert settings.sentiment_model_dir == tmp_path / "sentiment"
