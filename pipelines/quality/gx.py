@@ -10,6 +10,7 @@ Each expectation's result is also appended to dq.metrics (job "gx:<layer>"), so 
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from typing import Any
 
 from tootlake.expectations.suites import LAYERS, SUITES
 from tootlake.pipelines.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 DATASOURCE = "lake"
 BATCH = "whole_sample"
@@ -193,8 +196,8 @@ def format_validation(outcome: LayerValidation, verbose: bool = False) -> str:
 
 
 def after_job_run(settings: Settings, layer: str, run_id: str | None = None,
-                  log=print) -> LayerValidation | None:
-    """The jobs' once-per-run validation: prints a short result, never raises (the job already published;
+                  log=logger.info) -> LayerValidation | None:
+    """The jobs' once-per-run validation: logs a short result, never raises (the job already published;
     `tootlake dq check` is the gate)."""
     if not settings.dq_gx_enabled:
         return None
