@@ -15,11 +15,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tootlake.pipelines.ops.processes import wait_until
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
@@ -92,15 +93,17 @@ class LocalCluster:
                 WORKER_CLASS, self.url, "--host", "127.0.0.1", "--port", str(self.master_port + n),
                 "--webui-port", str(self.ui_port + n), "--cores", str(self.worker_cores),
                 "--memory", self.worker_memory, "--work-dir", str(self.work_dir / f"worker{n}")])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def up() -> str | None:
             if any(p.poll() is not None for p in self.procs):
-                break
+                return "exited"
             with contextlib.suppress(OSError, ValueError):
                 alive = [w for w in self.state().get("workers", []) if w.get("state") == "ALIVE"]
                 if len(alive) == self.workers:
-                    return self
-            time.sleep(1.0)
+                    return "up"
+            return None
+
+        if wait_until(up, timeout, every=1.0) == "up":
+            return self
         self.stop()
         raise ClusterError(f"the standalone cluster did not come up within {timeout:.0f} s; "
                            f"see the logs in {self.work_dir}")
