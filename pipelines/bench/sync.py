@@ -169,6 +169,7 @@ def run_freshness(args: argparse.Namespace) -> int:
     from tootlake.pipelines.jobs.sync import run_sync
     from tootlake.pipelines.lake import Lake
     from tootlake.pipelines.ops import services
+    from tootlake.pipelines.ops.processes import wait_until
     from tootlake.pipelines.settings import load_settings
     from tootlake.pipelines.spark import build_spark
     from tootlake.silver.schema import POSTS_SCHEMA
@@ -220,9 +221,8 @@ def run_freshness(args: argparse.Namespace) -> int:
             cur.execute("SELECT count(*) FROM processedposts WHERE raw_post_id = ANY(%s)", (ids,))
             return cur.fetchone()[0]
 
-        deadline = time.time() + 600
-        while visible([p["post_id"] for p in posts[:10]]) < 10 and time.time() < deadline and not failure:
-            time.sleep(0.2)  # wait for the stream to be up
+        # wait for the stream to be up
+        wait_until(lambda: visible([p["post_id"] for p in posts[:10]]) >= 10 or failure, 600, every=0.2)
         print(f"[bench sync] freshness: stream up; committing {args.freshness} posts, 10 per silver commit")
         for start in range(10, args.freshness + 10, 10):
             chunk = posts[start : start + 10]
