@@ -99,5 +99,9 @@ def read_davidson(csv_file: Path) -> Labelled:
 
 
 def shared_data_dir() -> Path:
-    """`../shared/data` next to the repository (where the development splits live)."""
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    """The labelled data sets' folder: the setting SHARED_DATA_DIR (default ../shared/data, against
+    TOOTLAKE_HOME: where the development splits live)."""
+    from tootlake.pipelines.settings import load_settings
+
+    settings = load_settings()
+    return settings.path(settings.shared_data_dir)

@@ -14,25 +14,26 @@ import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
+from tootlake.package_data import package_path
 from tootlake.pipelines import lake
 from tootlake.pipelines.settings import Settings, load_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SQL_DIR = REPO_ROOT / "sql" / "duckdb"
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+SQL_DIR = package_path("tootlake.sql", "duckdb")  # sql/duckdb of the checkout, shipped as package data
+NOTEBOOKS = "notebooks"  # the notebooks' folder in the project root (not part of the package)
 THREAT_COLOURS = {"NONE": "#9ecae1", "LOW": "#fdd49e", "MEDIUM": "#fc8d59", "HIGH": "#d7301f",
                   "UNSCORED": "#bdbdbd"}
 
 
 def notebook_settings() -> Settings:
-    """Settings for a notebook: the repository is the project root unless TOOTLAKE_HOME says otherwise.
+    """Settings for a notebook: TOOTLAKE_HOME when set, else the project root the notebook runs in.
 
     A notebook runs with notebooks/ as its working directory, so relative paths (LAKE_DIR, PLOTS_DIR)
-    must not resolve against the cwd.
+    resolve against the folder above it, not against the cwd.
     """
     if os.environ.get("TOOTLAKE_HOME"):
         return load_settings()
-    return load_settings(tootlake_home=REPO_ROOT)
+    cwd = Path.cwd()
+    return load_settings(tootlake_home=cwd.parent if cwd.name == NOTEBOOKS else cwd)
 
 
 def require(settings: Settings, *names: str) -> None:
@@ -241,7 +242,7 @@ def run_notebooks(executed_dir: str | Path = "var/notebooks") -> int:
     """`make notebooks`: run every notebook on the lake (plots: PLOTS_DIR, executed copies: executed_dir)."""
     settings = notebook_settings()
     target = settings.path(Path(executed_dir))
-    for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
+    for path in sorted(settings.path(Path(NOTEBOOKS)).glob("*.ipynb")):
         print(f"running {path.name} ...", flush=True)
         run_notebook(path, target)
     print(f"plots in {settings.path(settings.plots_dir)}, executed notebooks in {target}")

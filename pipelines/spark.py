@@ -8,9 +8,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from tootlake.package_data import package_path
 from tootlake.pipelines.settings import Settings
 
-LOG4J2_CONFIG = Path(__file__).resolve().parent / "conf" / "log4j2.properties"
+LOG4J2_CONFIG = package_path("tootlake.pipelines", "conf", "log4j2.properties")  # package data
 
 
 def spark_jars(settings: Settings) -> list[Path]:

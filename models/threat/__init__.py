@@ -41,8 +41,9 @@ from pathlib import Path
 import numpy as np
 
 from tootlake.models.text import normalise
+from tootlake.package_data import package_path
 
-DEFAULT_ARTIFACT_DIR = Path(__file__).resolve().parent / "artifact"
+DEFAULT_ARTIFACT_DIR = package_path(__name__, "artifact")  # package data (pyproject.toml)
 LABELS = ("none", "offensive", "hate")
 HIGH_CONFIDENCE = 0.80
 HATE_FLAG_MIN_SCORE = 0.50

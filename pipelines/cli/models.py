@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 from tootlake.models.data import FORMATS, DataFormatError, shared_data_dir
-
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+from tootlake.package_data import package_path
 
 
 def _err(message: str) -> None:
@@ -33,7 +32,8 @@ def register(subparsers) -> None:
                                        "validation splits for tuning). threat needs the `train` extra "
                                        "(torch).")
     train.add_argument("model", choices=["threat", "sentiment"])
-    train.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data")
+    train.add_argument("--data-dir", type=Path, default=None,
+                       help="default: the setting SHARED_DATA_DIR (../shared/data)")
     train.add_argument("--out", type=Path, default=None, help="artifact folder (default: the packaged one)")
     train.add_argument("--work-dir", type=Path, default=Path("var/models"),
                        help="checkpoints and the fp32 ONNX go here (default: var/models/<name>)")
@@ -125,7 +125,7 @@ def _train(args: argparse.Namespace) -> int:
     if not data_dir.is_dir():
         _err(f"no training data at {data_dir}: pass --data-dir (with tweeteval-*/ and davidson-*/)")
         return 2
-    out = args.out or MODELS_DIR / args.model / "artifact"
+    out = args.out or package_path(f"tootlake.models.{args.model}", "artifact")
     work = args.work_dir / args.model
     if args.model == "threat":
         rc = _train_threat(args, data_dir, out, work)

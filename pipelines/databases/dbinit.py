@@ -15,9 +15,11 @@ from pathlib import Path
 
 import sqlparse
 
+from tootlake.package_data import package_path
+
 logger = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+SQL_DIR = package_path("tootlake.sql")  # sql/ of the checkout, shipped as package data
 
 # ORA-00955 name already used, ORA-01408 column list already indexed, ORA-01430 column exists,
 # ORA-01920 user exists, ORA-01921 role exists, ORA-02260/02261 primary/unique key exists,

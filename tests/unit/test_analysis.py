@@ -291,3 +291,16 @@ def test_notebook_require_names_what_is_missing(lake_settings: Settings) -> None
     analysis.require(lake_settings, "silver.posts", "gold.sentiment_by_hashtag")
     with pytest.raises(lake.LakeError, match=r"gold.posts_hourly not in .* yet: run `make demo`"):
         analysis.require(lake_settings, "silver.posts", "gold.posts_hourly")
+
+
+def test_notebook_settings_root_is_the_folder_above_notebooks(tmp_path: Path, monkeypatch) -> None:
+    from tootlake.pipelines.analysis import notebook_settings
+
+    monkeypatch.delenv("TOOTLAKE_HOME", raising=False)
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # where a notebook's kernel runs
+    assert notebook_settings().tootlake_home == tmp_path
+    monkeypatch.chdir(tmp_path)  # `make notebooks`
+    assert notebook_settings().tootlake_home == tmp_path
+    monkeypatch.setenv("TOOTLAKE_HOME", str(tmp_path / "elsewhere"))
+    assert notebook_settings().tootlake_home == tmp_path / "elsewhere"
