@@ -3,6 +3,9 @@
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from tootlake.catalog.rules import row, unique
+from tootlake.catalog.table import Table, has_rows, not_null, unique_together
+
 POSTS_RAW_COLUMNS = [
     "key",  # the post key (status uri), UTF-8
     "value",  # the JSON envelope, verbatim UTF-8
@@ -30,3 +33,24 @@ def posts_raw(kafka_records: DataFrame, ingested_at: Column) -> DataFrame:
         F.col("timestamp").alias("kafka_timestamp"),
         ingested_at.alias("ingested_at"),
     ).withColumn("ingest_date", F.to_date("ingested_at"))
+
+
+POSTS_RAW = Table(
+    "bronze.posts_raw",
+    grain="one row per Kafka record of the raw-posts topic (append-only, exactly once)",
+    key=("partition", "offset"),
+    columns=tuple(POSTS_RAW_COLUMNS),
+    partition_by=("ingest_date",),
+    rules={
+        "kafka->bronze": (
+            row("value_present", "value IS NOT NULL", "warn", "the Kafka record has a value"),
+            row("key_present", "key IS NOT NULL AND trim(key) <> ''", "warn", "the Kafka record has a key"),
+            unique("position_unique", ("topic", "partition", "offset"), "fail"),
+        ),
+    },
+    suite=(
+        has_rows(),
+        *not_null("topic", "partition", "offset", "value", "ingested_at"),
+        unique_together("topic", "partition", "offset"),
+    ),
+)

@@ -1,8 +1,9 @@
 """Gold: aggregates of silver/posts, one pure function per table, each docstring states its grain.
 
 Only live posts count (silver tombstones, `is_deleted = true`, are ignored); days and hours are UTC.
-Batch tables (`tootlake gold`; `tables.BATCH_TABLES` maps each name to its function; rebuilt from all
-of silver and overwritten atomically each run):
+Each table is declared once beside its function (a tootlake.catalog.table.Table: grain, key, columns, rules,
+GX suite; e.g. `hashtags.TOP_HASHTAG_DAILY`). Batch tables (`tootlake gold`; `tables.BATCH_TABLES` maps
+each name to its function; rebuilt from all of silver and overwritten atomically each run):
 
 | table                | grain                                                    |
 |----------------------|----------------------------------------------------------|

@@ -3,7 +3,8 @@
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from tootlake.gold.base import live_posts
+from tootlake.catalog.table import between, has_rows, not_null, unique_values
+from tootlake.gold.base import batch_table, live_posts
 
 
 def posts_hourly(silver_posts: DataFrame) -> DataFrame:
@@ -71,3 +72,28 @@ def user_post_length(silver_posts: DataFrame) -> DataFrame:
             F.max("text_length").alias("max_text_length"),
         )
     )
+
+
+_USER_ACTIVITY = ("user_acct", "posts", "active_days", "first_post_at", "last_post_at")
+POSTS_HOURLY = batch_table(
+    "gold.posts_hourly", "one row per UTC hour with >= 1 live post", ("hour_start",),
+    ("post_date", "hour_start", "posts", "users"),
+    suite=(has_rows(), *not_null("hour_start"), unique_values("hour_start"), between("posts", 1)),
+)
+POSTS_DAILY = batch_table(
+    "gold.posts_daily", "one row per UTC day with >= 1 live post", ("post_date",),
+    ("post_date", "posts", "users", "active_hours"),
+    suite=(has_rows(), *not_null("post_date"), unique_values("post_date"), between("posts", 1)),
+)
+USER_ACTIVITY = batch_table(
+    "gold.user_activity", "one row per user (user_acct) with >= 1 live post", ("user_acct",), _USER_ACTIVITY,
+    suite=(has_rows(), unique_values("user_acct"), between("posts", 1)),
+)
+ACTIVE_USERS = batch_table(
+    "gold.active_users", "one row per user with >= ACTIVE_MIN live posts", ("user_acct",),
+    (*_USER_ACTIVITY, "active_min"),
+)
+USER_POST_LENGTH = batch_table(
+    "gold.user_post_length", "one row per user with >= 1 live post: average plain-text length",
+    ("user_acct",), ("user_acct", "posts", "avg_text_length", "min_text_length", "max_text_length"),
+)

@@ -11,6 +11,9 @@ Definitions every gold table shares (the tests recompute them independently):
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from tootlake.catalog.rules import aggregate_rules
+from tootlake.catalog.table import Expectation, Table
+
 UNKNOWN_LANGUAGE = "und"  # ISO 639 "undetermined": posts whose language is null
 
 
@@ -39,3 +42,15 @@ def post_hashtags(silver_posts: DataFrame) -> DataFrame:
                  lambda t: t.isNotNull() & (F.length(t) > 0))
     )
     return live_posts(silver_posts).withColumn("hashtag", F.explode(tags))
+
+
+# The hop whose rules every batch gold table gets: checked around its overwrite by the gold job.
+SILVER_TO_GOLD = "silver->gold"
+
+
+def batch_table(name: str, grain: str, key: tuple[str, ...], columns: tuple[str, ...],
+                suite: tuple[Expectation, ...] = ()) -> Table:
+    """A batch gold table's declaration: rebuilt from silver each run, with the aggregate rules
+    (tootlake.catalog.rules.aggregate_rules: counts not negative, size change) at silver -> gold."""
+    return Table(name, grain, key, columns, rules={SILVER_TO_GOLD: aggregate_rules(key, columns)},
+                 suite=suite)

@@ -3,7 +3,8 @@
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from tootlake.gold.base import post_hashtags
+from tootlake.catalog.table import between, unique_together, unique_values
+from tootlake.gold.base import batch_table, post_hashtags
 
 
 def hashtags_daily(silver_posts: DataFrame) -> DataFrame:
@@ -33,3 +34,15 @@ def top_hashtag_daily(silver_posts: DataFrame) -> DataFrame:
         .where(F.col("rank") == 1)
         .select("post_date", "hashtag", "posts", "users", "tied_hashtags")
     )
+
+
+HASHTAGS_DAILY = batch_table(
+    "gold.hashtags_daily", "one row per UTC day and hashtag", ("post_date", "hashtag"),
+    ("post_date", "hashtag", "posts", "users"),
+    suite=(unique_together("post_date", "hashtag"), between("posts", 1)),
+)
+TOP_HASHTAG_DAILY = batch_table(
+    "gold.top_hashtag_daily", "one row per UTC day with >= 1 hashtag: its most used tag (ties: smallest tag)",
+    ("post_date",), ("post_date", "hashtag", "posts", "users", "tied_hashtags"),
+    suite=(unique_values("post_date"),),
+)

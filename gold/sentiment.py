@@ -8,9 +8,13 @@ Shared measures: `posts` live posts; `<label>_posts` per label; `scored_posts` w
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tootlake.gold.base import live_posts, post_hashtags
+from tootlake.catalog.table import between, unique_values
+from tootlake.catalog.vocab import SENTIMENT_LABELS
+from tootlake.gold.base import batch_table, live_posts, post_hashtags
 
-SENTIMENT_LABELS = ("negative", "neutral", "positive")
+# The columns sentiment_measures() adds.
+MEASURES = ("posts", *[f"{name}_posts" for name in SENTIMENT_LABELS], "scored_posts", "unscored_posts",
+            "positive_share", "negative_share", "net_sentiment")
 
 
 def _count_if(condition: Column) -> Column:
@@ -41,3 +45,13 @@ def sentiment_daily(silver_posts: DataFrame) -> DataFrame:
 def sentiment_by_hashtag(silver_posts: DataFrame) -> DataFrame:
     """One row per hashtag (all time): sentiment label counts and shares of live posts carrying it."""
     return post_hashtags(silver_posts).groupBy("hashtag").agg(*sentiment_measures())
+
+
+SENTIMENT_DAILY = batch_table(
+    "gold.sentiment_daily", "one row per UTC day with >= 1 live post: posts per sentiment label and shares",
+    ("post_date",), ("post_date", *MEASURES),
+    suite=(unique_values("post_date"), between("positive_share", 0.0, 1.0)),
+)
+SENTIMENT_BY_HASHTAG = batch_table(
+    "gold.sentiment_by_hashtag", "one row per hashtag (all time)", ("hashtag",), ("hashtag", *MEASURES),
+)

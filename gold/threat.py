@@ -9,9 +9,13 @@ when no post is scored). Shares are kept with their numerator and denominator so
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tootlake.gold.base import UNKNOWN_LANGUAGE, live_posts, post_hashtags
+from tootlake.catalog.table import between, has_rows, unique_values
+from tootlake.catalog.vocab import THREAT_LEVELS
+from tootlake.gold.base import UNKNOWN_LANGUAGE, batch_table, live_posts, post_hashtags
 
-THREAT_LEVELS = ("NONE", "LOW", "MEDIUM", "HIGH")
+# The columns threat_measures() adds.
+MEASURES = ("posts", *[f"{name.lower()}_posts" for name in THREAT_LEVELS], "unscored_posts",
+            "hate_scored_posts", "hate_posts", "hate_share")
 
 
 def _count_if(condition: Column) -> Column:
@@ -50,3 +54,17 @@ def threat_by_language(silver_posts: DataFrame) -> DataFrame:
         .groupBy("language")
         .agg(*threat_measures())
     )
+
+
+THREAT_DAILY = batch_table(
+    "gold.threat_daily", "one row per UTC day with >= 1 live post: posts per threat level, hate share",
+    ("post_date",), ("post_date", *MEASURES),
+    suite=(has_rows(), unique_values("post_date"), between("posts", 0)),
+)
+THREAT_BY_HASHTAG = batch_table(
+    "gold.threat_by_hashtag", "one row per hashtag (all time)", ("hashtag",), ("hashtag", *MEASURES),
+)
+THREAT_BY_LANGUAGE = batch_table(
+    "gold.threat_by_language", "one row per post language ('und' = unknown, all time)", ("language",),
+    ("language", *MEASURES),
+)

@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StructField, StructType, TimestampType
 
+from tootlake.catalog.table import Table
 from tootlake.gold.base import live_posts
 
 WINDOW = "1 minute"
@@ -55,3 +57,33 @@ def new_posts(changes: DataFrame) -> DataFrame:
     return (changes.where(F.col("_change_type") == "insert")
             .join(rewritten, ["post_id", "_commit_version"], "left_anti")
             .drop("_change_type", "_commit_version", "_commit_timestamp"))
+
+
+# --- the streaming tables (written by pipelines/jobs/gold_stream.py) -----------------------------------
+POSTS_PER_MINUTE_SCHEMA = StructType([
+    StructField("window_start", TimestampType(), False),
+    StructField("window_end", TimestampType(), False),
+    StructField("posts", LongType(), False),
+    StructField("last_batch_id", LongType(), False),  # the batch that last added to the window
+])
+
+# One row per micro-batch: the late_events metric and the watermark history.
+LATE_EVENTS_SCHEMA = StructType([
+    StructField("batch_id", LongType(), False),
+    StructField("watermark", TimestampType(), True),  # null for the first batch
+    StructField("max_event_time", TimestampType(), True),  # cumulative, after this batch
+    StructField("input_rows", LongType(), False),  # live posts in the batch
+    StructField("on_time_rows", LongType(), False),
+    StructField("late_events", LongType(), False),
+    StructField("min_late_event_time", TimestampType(), True),
+    StructField("max_late_event_time", TimestampType(), True),
+])
+
+POSTS_PER_MINUTE = Table(
+    "gold.posts_per_minute", "one row per 1-minute event-time window with >= 1 live post",
+    ("window_start", "window_end"), tuple(POSTS_PER_MINUTE_SCHEMA.fieldNames()), POSTS_PER_MINUTE_SCHEMA,
+)
+LATE_EVENTS = Table(
+    "gold.late_events", "one row per micro-batch of the minute counts: watermark, late rows counted",
+    ("batch_id",), tuple(LATE_EVENTS_SCHEMA.fieldNames()), LATE_EVENTS_SCHEMA,
+)

@@ -33,6 +33,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
+from tootlake.catalog.registry import TABLES
 from tootlake.pipelines.settings import Settings
 
 if TYPE_CHECKING:  # the Spark half imports pyspark / delta-spark when used, so the delta-rs half needs no JVM
@@ -41,27 +42,10 @@ if TYPE_CHECKING:  # the Spark half imports pyspark / delta-spark when used, so 
     from pyspark.sql.streaming import DataStreamWriter
     from pyspark.sql.types import StructType
 
-# Row identity used by `diff`, per logical table. A table not listed here (or whose key columns are not
-# all present at both versions) is compared row by row: rows are then only added or removed, never changed.
-TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "bronze.posts_raw": ("partition", "offset"),
-    "silver.posts": ("post_id",),
-    "silver.posts_quarantine": ("bronze_partition", "bronze_offset"),
-    "gold.posts_hourly": ("hour_start",),
-    "gold.posts_daily": ("post_date",),
-    "gold.user_activity": ("user_acct",),
-    "gold.active_users": ("user_acct",),
-    "gold.user_post_length": ("user_acct",),
-    "gold.hashtags_daily": ("post_date", "hashtag"),
-    "gold.top_hashtag_daily": ("post_date",),
-    "gold.threat_daily": ("post_date",),
-    "gold.threat_by_hashtag": ("hashtag",),
-    "gold.threat_by_language": ("language",),
-    "gold.sentiment_daily": ("post_date",),
-    "gold.sentiment_by_hashtag": ("hashtag",),
-    "gold.posts_per_minute": ("window_start", "window_end"),
-    "gold.late_events": ("batch_id",),
-}
+# Row identity used by `diff`, per logical table: each declared table's key (tootlake.catalog.registry). A
+# table without one (or whose key columns are not all present at both versions) is compared row by row:
+# rows are then only added or removed, never changed.
+TABLE_KEYS: dict[str, tuple[str, ...]] = {t.name: t.key for t in TABLES if t.key}
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 

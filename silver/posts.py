@@ -11,12 +11,17 @@ kept). A tombstone is final: a late or replayed status for the same key does not
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
 from tootlake.bronze.text import hashtags, html_to_text
+from tootlake.catalog.rules import freshness, null_or_in, row, unique
+from tootlake.catalog.table import Table, between, has_rows, not_null, one_of, unique_values
+from tootlake.catalog.vocab import PLATFORMS, PROCESSING_STATUSES, SENTIMENT_LABELS, THREAT_LEVELS
 from tootlake.silver.schema import PLATFORM_MASTODON, POSTS_SCHEMA
 
 SCORE_COLUMNS = [
@@ -197,3 +202,70 @@ MERGE_UPDATE_WHEN = (
 )
 MERGE_UPDATE_SET = {field.name: f"s.{field.name}" for field in POSTS_SCHEMA.fields}
 MERGE_INSERT_VALUES = {field.name: f"s.{field.name}" for field in POSTS_SCHEMA.fields}
+
+
+# --- the table, and what is checked on it at each hop -------------------------------------------------
+# bronze -> silver runs on the judged batch (one row per bronze record, `rules` = the quarantine rules it
+# failed): its `drop` rules ARE silver's quarantine rules (tootlake.silver.quarantine.rules: they need the
+# time of processing, so expectations.tables.silver_posts adds them at run time); below, the rules on the
+# records silver can use (passed every quarantine rule) and, of those, statuses (not deletes).
+_USABLE = "size(rules) = 0"
+_USABLE_STATUS = "size(rules) = 0 AND event <> 'delete'"
+_LIVE = "NOT is_deleted"
+_LIVE_CHANGE = "NOT is_deleted AND _change_type <> 'delete'"
+
+POSTS = Table(
+    "silver.posts",
+    grain="one row per post (post_id), latest edit wins; a deleted post stays as a tombstone (is_deleted)",
+    key=("post_id",),
+    columns=tuple(POSTS_SCHEMA.fieldNames()),
+    schema=POSTS_SCHEMA,
+    rules={
+        "bronze->silver": (
+            row("post_id_present", "post_id IS NOT NULL AND trim(post_id) <> ''", "fail",
+                "a usable record has a post key", where=_USABLE),
+            row("language_present", "language IS NOT NULL", "warn", "a status names its language",
+                where=_USABLE_STATUS),
+            row("content_present", "content_html IS NOT NULL AND trim(content_html) <> ''", "warn",
+                "a status has content", where=_USABLE_STATUS),
+        ),
+        # as the gold job reads it (one row per post)
+        "silver->gold": (
+            unique("post_id_unique", ("post_id",), "fail"),
+            row("threat_level_known", null_or_in("threat_level", THREAT_LEVELS, "upper"), "fail",
+                f"threat_level is null or one of {THREAT_LEVELS}"),
+            row("sentiment_label_known", null_or_in("sentiment_label", SENTIMENT_LABELS, "lower"), "fail",
+                f"sentiment_label is null or one of {SENTIMENT_LABELS}"),
+            row("live_post_has_created_at", "created_at IS NOT NULL", "warn",
+                "a live post has created_at (gold leaves it out otherwise)", where=_LIVE),
+            row("live_post_scored", "processing_status = 'SUCCESS'", "warn",
+                "a live post was scored by both models", where=_LIVE),
+            row("text_length_not_negative", "text_length IS NULL OR text_length >= 0", "warn"),
+            freshness("updated_recently", "updated_at", timedelta(days=7), "warn"),
+        ),
+        # its change rows as the sync stages them (silver -> PostgreSQL / Oracle)
+        "silver->sync": (
+            row("post_id_present", "post_id IS NOT NULL AND trim(post_id) <> ''", "fail",
+                "every synced row has its primary key"),
+            row("platform_known", null_or_in("platform", PLATFORMS, "lower"), "drop",
+                f"platform is one of the PLATFORMS rows {PLATFORMS} (the FK would refuse it)",
+                where=_LIVE_CHANGE),
+            row("threat_level_known", null_or_in("threat_level", THREAT_LEVELS, "upper"), "fail",
+                f"threat_level is null or one of {THREAT_LEVELS}"),
+            row("live_post_has_created_at", "created_at IS NOT NULL", "warn",
+                "RAWPOSTS.created_at is filled", where=_LIVE_CHANGE),
+        ),
+    },
+    suite=(
+        has_rows(),
+        *not_null("post_id", "is_deleted", "updated_at"),
+        unique_values("post_id"),
+        one_of("threat_level", THREAT_LEVELS),
+        one_of("sentiment_label", SENTIMENT_LABELS),
+        one_of("platform", PLATFORMS),
+        one_of("processing_status", PROCESSING_STATUSES),
+        between("threat_score", 0.0, 1.0),
+        between("sentiment_score", 0.0, 1.0),
+        between("text_length", 0),
+    ),
+)

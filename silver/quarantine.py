@@ -1,4 +1,5 @@
-"""Quarantine rules: each one a name, a predicate on a parsed record (true = the record FAILS) and a detail.
+"""Quarantine rules: each one a `drop` rule (tootlake.catalog.rules.Rule, built with `fails_when`: a
+predicate on a parsed record, true = the record FAILS) with a name and a detail.
 
 `with_rule_failures(parsed, now)` adds `rules` (every rule the record failed, in the order below; empty
 when usable) and `reason` (the detail of the first failure). `quarantine(judged, quarantined_at)` shapes
@@ -8,19 +9,19 @@ the failed records for `silver/posts_quarantine`: one row per rejected bronze re
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from tootlake.catalog.rules import Rule, fails_when
+from tootlake.catalog.table import Table, not_null
+from tootlake.catalog.vocab import EVENT_KINDS
 from tootlake.silver.schema import QUARANTINE_SCHEMA, TARGET_LIMITS
 from tootlake.silver.timestamps import MASTODON_EPOCH, spark_literal, utc_timestamp
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
-EVENT_KINDS = ("status", "status.update", "delete")
 # HTML `content` above this many characters is not a post we can use (Mastodon's default limit is 500
 # characters of text; servers that allow long posts stay far below this even with markup).
 DEFAULT_MAX_CONTENT_CHARS = 50_000
@@ -29,13 +30,6 @@ DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
 
 # JSON types an id may have: a string (REST API) or an integer (Mastodon.py dumps).
 _ID_TYPES = r"^(STRING|BIGINT|INT|SMALLINT|TINYINT|DECIMAL\([0-9]+,0\))$"
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    fails: Callable[[DataFrame], Column]  # given the judged frame's columns, true when the record fails
-    detail: str
 
 
 def _blank(col: Column) -> Column:
@@ -70,19 +64,19 @@ def rules(now: datetime, max_content_chars: int, future_tolerance: timedelta) ->
     valid = lambda df: df["is_valid_json"] & df["value_type"].startswith("OBJECT")  # noqa: E731
     status = lambda df: valid(df) & _is_status_event(df)  # noqa: E731
     return [
-        Rule("invalid_utf8", lambda df: ~df["is_valid_utf8"],
+        fails_when("invalid_utf8", lambda df: ~df["is_valid_utf8"],
              "the Kafka key or value is not valid UTF-8 (the quarantined copy shows U+FFFD for the bad "
              "bytes; bronze keeps them as received)"),
-        Rule("invalid_json", lambda df: ~F.coalesce(valid(df), F.lit(False)),
+        fails_when("invalid_json", lambda df: ~F.coalesce(valid(df), F.lit(False)),
              "the Kafka value is not a JSON object"),
-        Rule("unknown_schema_version",
+        fails_when("unknown_schema_version",
              lambda df: valid(df)
              & ~F.coalesce(df["schema_version"].isin(*SUPPORTED_SCHEMA_VERSIONS), F.lit(False)),
              f"envelope schema_version is missing or not one of {SUPPORTED_SCHEMA_VERSIONS}"),
-        Rule("unknown_event",
+        fails_when("unknown_event",
              lambda df: valid(df) & ~F.coalesce(df["event"].isin(*EVENT_KINDS), F.lit(False)),
              f"envelope event is missing or not one of {EVENT_KINDS}"),
-        Rule("wrong_type",
+        fails_when("wrong_type",
              lambda df: valid(df) & (
                  df["envelope_corrupt"]
                  | df["status_corrupt"]
@@ -94,38 +88,38 @@ def rules(now: datetime, max_content_chars: int, future_tolerance: timedelta) ->
              ),
              "a field has the wrong JSON type (status not an object, id not a string/integer, "
              "boolean/count/account fields of another type, an object/array/boolean where text belongs)"),
-        Rule("missing_id", lambda df: valid(df) & (_blank(df["status_id"]) | _blank(df["post_id"])),
+        fails_when("missing_id", lambda df: valid(df) & (_blank(df["status_id"]) | _blank(df["post_id"])),
              "status.id is missing, so the post key cannot be built"),
-        Rule("missing_created_at", lambda df: status(df) & _blank(df["created_at_raw"]),
+        fails_when("missing_created_at", lambda df: status(df) & _blank(df["created_at_raw"]),
              "status.created_at is missing"),
-        Rule("missing_account", lambda df: status(df) & _blank(df["account_id"]),
+        fails_when("missing_account", lambda df: status(df) & _blank(df["account_id"]),
              "status.account (with an id) is missing"),
-        Rule("invalid_timestamp",
+        fails_when("invalid_timestamp",
              lambda df: status(df) & (
                  (~_blank(df["created_at_raw"]) & df["created_at"].isNull())
                  | (~_blank(df["edited_at_raw"]) & df["edited_at"].isNull())
              ) | (valid(df) & ~_blank(df["fetched_at_raw"]) & df["fetched_at"].isNull()),
              "created_at, edited_at or fetched_at is not a timestamp in any known form (or is outside "
              "years 1-9999)"),
-        Rule("field_too_long", lambda df: valid(df) & _too_long(df),
+        fails_when("field_too_long", lambda df: valid(df) & _too_long(df),
              "a field is longer than its column in the sync targets allows: "
              + ", ".join(f"{name} {chars} chars/{octets} bytes" for name, (chars, octets)
                          in TARGET_LIMITS.items())),
-        Rule("oversized_content",
+        fails_when("oversized_content",
              lambda df: status(df) & F.coalesce(F.length("content_html") > max_content_chars, F.lit(False)),
              f"status.content is longer than {max_content_chars} characters"),
-        Rule("created_at_in_future",
+        fails_when("created_at_in_future",
              lambda df: status(df) & F.coalesce(df["created_at"] > latest, F.lit(False)),
              f"created_at is more than {future_tolerance} after the time of processing"),
-        Rule("created_at_before_mastodon",
+        fails_when("created_at_before_mastodon",
              lambda df: status(df) & F.coalesce(df["created_at"] < earliest, F.lit(False)),
              f"created_at is before Mastodon existed ({MASTODON_EPOCH.date()})"),
         # A far-future edit would become the row's version and make every later genuine edit lose.
-        Rule("edited_at_out_of_range",
+        fails_when("edited_at_out_of_range",
              lambda df: status(df) & _outside(df["edited_at"], earliest, latest),
              f"edited_at is before Mastodon existed or more than {future_tolerance} after processing"),
         # fetched_at orders versions and dates deletes: it must be a real instant too.
-        Rule("fetched_at_out_of_range",
+        fails_when("fetched_at_out_of_range",
              lambda df: valid(df) & _outside(df["fetched_at"], earliest, latest),
              f"envelope fetched_at is before Mastodon existed or more than {future_tolerance} after "
              "processing"),
@@ -174,7 +168,7 @@ def with_rule_failures(
         }
     )
     checks = rules(now, max_content_chars, future_tolerance)
-    failed = [F.when(F.coalesce(rule.fails(df), F.lit(False)), F.lit(rule.name)) for rule in checks]
+    failed = [F.when(rule.fails(df), F.lit(rule.name)) for rule in checks]  # a null predicate passes
     details = {rule.name: rule.detail for rule in checks}
     df = df.withColumn("rules", F.filter(F.array(*failed), lambda name: name.isNotNull()))
     # A map lookup keeps the plan small (a CASE per rule would repeat the `rules` expression).
@@ -197,3 +191,13 @@ def quarantine(judged: DataFrame, quarantined_at: Column) -> DataFrame:
             for field in QUARANTINE_SCHEMA.fields
         ]
     )
+
+
+POSTS_QUARANTINE = Table(
+    "silver.posts_quarantine",
+    grain="one row per rejected bronze record (never dropped), with every rule it failed",
+    key=("bronze_partition", "bronze_offset"),
+    columns=tuple(QUARANTINE_SCHEMA.fieldNames()),
+    schema=QUARANTINE_SCHEMA,
+    suite=not_null("rules", "reason", "quarantined_at"),
+)

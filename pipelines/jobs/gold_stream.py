@@ -19,37 +19,25 @@ from datetime import datetime, timedelta
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.types import LongType, StructField, StructType, TimestampType
 
-from tootlake.gold.windowed import new_posts, split_late, watermark_for, with_minute_window
+from tootlake.gold import windowed
+from tootlake.gold.windowed import (
+    LATE_EVENTS_SCHEMA,
+    POSTS_PER_MINUTE_SCHEMA,
+    new_posts,
+    split_late,
+    watermark_for,
+    with_minute_window,
+)
 from tootlake.pipelines.jobs.gold import SILVER_POSTS, GoldInputMissing
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, run_query
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.settings import Settings
 
-POSTS_PER_MINUTE = "gold.posts_per_minute"
-LATE_EVENTS = "gold.late_events"
+POSTS_PER_MINUTE = windowed.POSTS_PER_MINUTE.name
+LATE_EVENTS = windowed.LATE_EVENTS.name
 CHECKPOINT = "gold_posts_per_minute"
 TXN_APP_ID = "tootlake-gold-posts-per-minute"
-
-POSTS_PER_MINUTE_SCHEMA = StructType([
-    StructField("window_start", TimestampType(), False),
-    StructField("window_end", TimestampType(), False),
-    StructField("posts", LongType(), False),
-    StructField("last_batch_id", LongType(), False),  # the batch that last added to the window
-])
-
-# One row per micro-batch: the late_events metric and the watermark history.
-LATE_EVENTS_SCHEMA = StructType([
-    StructField("batch_id", LongType(), False),
-    StructField("watermark", TimestampType(), True),  # null for the first batch
-    StructField("max_event_time", TimestampType(), True),  # cumulative, after this batch
-    StructField("input_rows", LongType(), False),  # live posts in the batch
-    StructField("on_time_rows", LongType(), False),
-    StructField("late_events", LongType(), False),
-    StructField("min_late_event_time", TimestampType(), True),
-    StructField("max_late_event_time", TimestampType(), True),
-])
 
 
 class MinuteCounter:

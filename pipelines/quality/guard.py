@@ -20,33 +20,15 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tootlake.expectations.rules import (
-    Rule,
-    RuleResult,
-    TableRules,
-    aggregate_columns,
-    failed_rule_names,
-    results,
-)
+from tootlake.catalog.rules import Rule, TableRules
+from tootlake.expectations.metrics import METRICS, METRICS_SCHEMA
+from tootlake.expectations.rules import RuleResult, aggregate_columns, failed_rule_names, results
 from tootlake.pipelines.settings import Settings
+from tootlake.silver.quarantine import POSTS_QUARANTINE
 
-METRICS_TABLE = "dq.metrics"
-QUARANTINE_TABLE = "silver.posts_quarantine"
+METRICS_TABLE = METRICS.name
+QUARANTINE_TABLE = POSTS_QUARANTINE.name
 EXAMPLES = 5  # example keys in a fail message
-
-METRICS_SCHEMA = pa.schema([
-    ("run_id", pa.string()),
-    ("job", pa.string()),
-    ("table", pa.string()),
-    ("hop", pa.string()),
-    ("rule", pa.string()),
-    ("severity", pa.string()),
-    ("rows_checked", pa.int64()),
-    ("rows_failed", pa.int64()),
-    ("batch_id", pa.int64()),
-    ("checked_at", pa.timestamp("us", tz="UTC")),
-    ("note", pa.string()),
-])
 
 
 class DataQualityError(RuntimeError):
@@ -271,11 +253,9 @@ def check_gold_table(guard: Guard, name: str, table: DataFrame,
     of the rules' cost). A set with a fail rule (or a unique check) is checked BEFORE the write on the
     table persisted (computed once, the write reads the cache): a failure leaves the previous version.
     """
-    from tootlake.expectations.tables import gold_table
-    from tootlake.pipelines.lake import TABLE_KEYS
+    from tootlake.expectations.tables import gold_rules
 
-    key = tuple(c for c in TABLE_KEYS.get(f"gold.{name}", ()) if c in table.columns)
-    rules = gold_table(name, key, table.columns)
+    rules = gold_rules(name)
     if not guard.needs_precheck(rules):
         return guard.observe(table, rules, previous_rows=previous_rows)
     table = table.persist()

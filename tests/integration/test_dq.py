@@ -13,7 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from tootlake.bronze.records import build_envelope, encode_record
-from tootlake.expectations.rules import row
+from tootlake.catalog.rules import row
 from tootlake.pipelines.jobs.gold import run_gold
 from tootlake.pipelines.jobs.silver import POSTS_TABLE, QUARANTINE_TABLE, run_silver
 from tootlake.pipelines.quality.guard import METRICS_TABLE, DataQualityError, Guard

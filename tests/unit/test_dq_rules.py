@@ -8,16 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from deltalake import DeltaTable
 
-from tootlake.expectations.rules import (
-    Rule,
-    TableRules,
-    aggregate_columns,
-    freshness,
-    results,
-    row,
-    row_count_change,
-    unique,
-)
+from tootlake.catalog.rules import Rule, TableRules, freshness, row, row_count_change, unique
+from tootlake.expectations.rules import aggregate_columns, results
 from tootlake.expectations.tables import gold_table, silver_posts, sync_posts
 from tootlake.pipelines.quality.guard import METRICS_TABLE, QUARANTINE_TABLE, DataQualityError, Guard
 from tootlake.silver.quarantine import RULE_NAMES
