@@ -21,8 +21,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from tootlake.catalog.vocab import EVENT_KINDS
+
 SCHEMA_VERSION = 1
-EVENT_KINDS = ("status", "status.update", "delete")
 
 # Mastodon.py 2.x `Entity.to_json()` wraps objects like this; its data holds the wire field names.
 _MASTOPY_WRAPPER_KEYS = ("_mastopy_version", "_mastopy_type", "_mastopy_data")

@@ -30,10 +30,10 @@ from pyspark.ml import Transformer
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol, Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 
+from tootlake.catalog.vocab import SENTIMENT_LABELS as LABELS  # the model's classes, in output order
 from tootlake.package_data import package_path
 
 DEFAULT_ARTIFACT_DIR = package_path(__name__, "artifact", "pipeline")  # package data (pyproject.toml)
-LABELS = ("negative", "neutral", "positive")
 INPUT_COL = "_sent_input"
 EMBEDDING_COL = "_sent_embedding"
 

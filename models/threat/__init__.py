@@ -40,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tootlake.catalog.vocab import THREAT_LABELS as LABELS  # the model's classes, in output order
 from tootlake.models.text import normalise
 from tootlake.package_data import package_path
 
 DEFAULT_ARTIFACT_DIR = package_path(__name__, "artifact")  # package data (pyproject.toml)
-LABELS = ("none", "offensive", "hate")
 HIGH_CONFIDENCE = 0.80
 HATE_FLAG_MIN_SCORE = 0.50
 

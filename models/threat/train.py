@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tootlake.catalog.vocab import SENTIMENT_LABELS, THREAT_LABELS
 from tootlake.models.data import Labelled, read_davidson, read_tweeteval
 from tootlake.models.text import normalise
 
-LABELS = ["none", "offensive", "hate"]
+LABELS = list(THREAT_LABELS)
 NONE, OFF, HATE = 0, 1, 2
 ALLOWED = {
     "tweeteval-hate": {0: (NONE, OFF), 1: (HATE,)},
@@ -369,7 +370,7 @@ def export(work_dir: Path, artifact_dir: Path, *, opset: int = 17) -> dict:
     config = {
         "name": "threat-minilm",
         "labels": summary["labels"],
-        "sentiment_labels": ["negative", "neutral", "positive"],
+        "sentiment_labels": list(SENTIMENT_LABELS),
         "max_length": summary["max_length"],
         "inputs": ["input_ids", "attention_mask"],
         "output": "probs",

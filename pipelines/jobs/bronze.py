@@ -20,7 +20,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tootlake.bronze.posts_raw import posts_raw
+from tootlake.bronze.posts_raw import POSTS_RAW, posts_raw
 from tootlake.pipelines.jobs.streaming import (
     AVAILABLE_NOW,
     QueryReport,
@@ -34,7 +34,7 @@ from tootlake.pipelines.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-BRONZE_TABLE = "bronze.posts_raw"
+BRONZE_TABLE = POSTS_RAW.name
 
 
 def start_bronze_query(
@@ -58,7 +58,7 @@ def start_bronze_query(
     rows = posts_raw(reader.load(), ingested_at=F.current_timestamp())
     lake = Lake(settings, spark)
     writer = (
-        lake.append_stream(rows, partition_by=("ingest_date",))
+        lake.append_stream(rows, partition_by=POSTS_RAW.partition_by)
         .queryName("bronze_posts_raw")
         .option("checkpointLocation", str(settings.checkpoint_path("bronze")))
     )
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     spark = build_spark(settings, "tootlake-bronze")
     report = run_bronze(spark, settings, args.starting_offsets, args.trigger, args.max_offsets_per_trigger)
     print(f"[bronze] done: {report.rows} rows in {report.batches} batches, {report.elapsed_s:.1f} s "
-          f"-> {settings.table_path('bronze.posts_raw')}")
+          f"-> {settings.table_path(BRONZE_TABLE)}")
     from tootlake.pipelines.quality.gx import after_job_run
 
     after_job_run(settings, "bronze")  # GX suite once per run (bronze has no per-batch hook)

@@ -19,18 +19,20 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from tootlake.catalog.vocab import THREAT_LEVELS
 from tootlake.gold.tables import BATCH_TABLES
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, parse_trigger
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings
+from tootlake.silver.posts import POSTS
 
 if TYPE_CHECKING:
     from tootlake.pipelines.quality.guard import Guard
 
 logger = logging.getLogger(__name__)
 
-SILVER_POSTS = "silver.posts"
+SILVER_POSTS = POSTS.name
 
 
 class GoldInputMissing(RuntimeError):
@@ -104,7 +106,7 @@ def _gold(settings: Settings, spark: SparkSession, name: str) -> DataFrame:
     return lake.read(f"gold.{name}")
 
 
-LEVELS = ("none", "low", "medium", "high")
+LEVELS = tuple(level.lower() for level in THREAT_LEVELS)
 
 
 def gold_summary(settings: Settings, spark: SparkSession, top: int = 5, hours: int = 6) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from tootlake.bronze.posts_raw import POSTS_RAW
 from tootlake.models.sentiment import uses_encoder
 from tootlake.pipelines.jobs.isolation import bisect, error_text, is_record_level
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
@@ -42,12 +43,13 @@ from tootlake.silver.posts import (
     MERGE_ON,
     MERGE_UPDATE_SET,
     MERGE_UPDATE_WHEN,
+    POSTS,
     latest_per_post,
     plan_scoring,
     post_versions,
     to_posts_rows,
 )
-from tootlake.silver.quarantine import PROCESSING_ERROR, quarantine, with_rule_failures
+from tootlake.silver.quarantine import POSTS_QUARANTINE, PROCESSING_ERROR, quarantine, with_rule_failures
 from tootlake.silver.schema import POSTS_SCHEMA, QUARANTINE_SCHEMA
 from tootlake.silver.scoring import Scorer, apply_scoring, score_threat
 from tootlake.silver.timestamps import spark_literal
@@ -57,9 +59,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BRONZE_TABLE = "bronze.posts_raw"
-POSTS_TABLE = "silver.posts"
-QUARANTINE_TABLE = "silver.posts_quarantine"
+BRONZE_TABLE = POSTS_RAW.name
+POSTS_TABLE = POSTS.name
+QUARANTINE_TABLE = POSTS_QUARANTINE.name
 TXN_APP_ID_FILE = "tootlake_txn_app_id"
 # A quarantined record's identity: its bronze position and bytes (null-safe). Every writer into the
 # quarantine (silver's rules and poison records, DQ drop rules, the sync's rejects) dedupes on it.

@@ -28,13 +28,14 @@ from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, pars
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings
+from tootlake.silver.posts import POSTS
 
 if TYPE_CHECKING:
     from tootlake.pipelines.quality.guard import Guard
 
 logger = logging.getLogger(__name__)
 
-SILVER_TABLE = "silver.posts"
+SILVER_TABLE = POSTS.name
 TARGETS = ("postgres", "oracle", "all")
 SYNC_REJECTED = "sync_rejected"  # quarantine rule of a silver row no target could take
 
@@ -234,7 +235,7 @@ def run_sync(
             from tootlake.pipelines.databases.gold import copy_gold as copy_gold_tables
 
             pg = next(t for t in targets if t.name == "postgres")
-            gold_dir = settings.table_path("gold.posts").parent
+            gold_dir = settings.path(settings.lake_dir) / "gold"  # every gold table, discovered by copy_gold
             result["gold_tables"] = copy_gold_tables(spark, pg.connect(), gold_dir, log)
         return result
     finally:

@@ -31,10 +31,10 @@ from tootlake.bronze.records import (
     to_jsonable,
     unwrap,
 )
+from tootlake.catalog.vocab import EventKind
 
 log = logging.getLogger("tootlake.source")
 
-EventKind = Literal["status", "status.update", "delete"]
 Clock = Callable[[], datetime]
 
 
