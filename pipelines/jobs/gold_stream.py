@@ -14,6 +14,7 @@ idempotent Delta append (txnAppId/txnVersion = batch id). A fresh checkpoint reb
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
@@ -33,6 +34,8 @@ from tootlake.pipelines.jobs.gold import SILVER_POSTS, GoldInputMissing
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, run_query
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 POSTS_PER_MINUTE = windowed.POSTS_PER_MINUTE.name
 LATE_EVENTS = windowed.LATE_EVENTS.name
@@ -100,8 +103,8 @@ class MinuteCounter:
         # Idempotent append: Delta skips a (txnAppId, txnVersion) it has already committed.
         self.lake.append(LATE_EVENTS, metric, (TXN_APP_ID, int(batch_id)))
         if self.progress:
-            print(f"[gold-stream] batch {batch_id}: {stats['n']} posts, {late_stats['n']} late "
-                  f"(watermark {watermark})", flush=True)
+            logger.info(f"[gold-stream] batch {batch_id}: {stats['n']} posts, {late_stats['n']} late "
+                        f"(watermark {watermark})")
 
 
 def silver_inserts(settings: Settings, spark: SparkSession) -> DataFrame:
@@ -111,7 +114,7 @@ def silver_inserts(settings: Settings, spark: SparkSession) -> DataFrame:
     if not lake.exists(SILVER_POSTS):
         raise GoldInputMissing(f"no silver posts table at {lake.path(SILVER_POSTS)}: "
                                "run `tootlake silver` first")
-    lake.ensure_change_feed(SILVER_POSTS, log=lambda line: print(f"[gold-stream] {line}", flush=True))
+    lake.ensure_change_feed(SILVER_POSTS, log=lambda line: logger.info(f"[gold-stream] {line}"))
     return (
         lake.read_stream(SILVER_POSTS, change_feed=True)
         .where(F.col("_change_type").isin("insert", "delete"))
@@ -139,7 +142,7 @@ def run_gold_stream(
 ) -> dict[str, int]:
     """Run the stream until done (available-now) or a signal; returns windows and total late events."""
     query = start_gold_stream(settings, spark, trigger=trigger, progress=progress)
-    run_query(query, "gold-stream", log=print if progress else (lambda _line: None))
+    run_query(query, "gold-stream", log=logger.info if progress else (lambda _line: None))
     lake = Lake(settings, spark)
     windows = lake.read(POSTS_PER_MINUTE).count()
     late = lake.read(LATE_EVENTS).agg(
