@@ -1,7 +1,7 @@
 """Every table's declaration, in data-flow order: the one list the derived views read.
 
 Derived from it: the rules per hop (tootlake.expectations.tables), the Great Expectations suites
-(tootlake.expectations.suites), the diff keys (tootlake.pipelines.lake.TABLE_KEYS), and the names the jobs,
+(tootlake.expectations.suites), the diff keys (tootlake.pipelines.lake.table_keys), and the names the jobs,
 `tootlake status` and the DQ report use.
 """
 

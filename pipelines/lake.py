@@ -33,7 +33,6 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
-from tootlake.catalog.registry import TABLES
 from tootlake.pipelines.settings import Settings
 
 if TYPE_CHECKING:  # the Spark half imports pyspark / delta-spark when used, so the delta-rs half needs no JVM
@@ -42,10 +41,17 @@ if TYPE_CHECKING:  # the Spark half imports pyspark / delta-spark when used, so 
     from pyspark.sql.streaming import DataStreamWriter
     from pyspark.sql.types import StructType
 
-# Row identity used by `diff`, per logical table: each declared table's key (tootlake.catalog.registry). A
-# table without one (or whose key columns are not all present at both versions) is compared row by row:
-# rows are then only added or removed, never changed.
-TABLE_KEYS: dict[str, tuple[str, ...]] = {t.name: t.key for t in TABLES if t.key}
+
+@cache
+def table_keys() -> dict[str, tuple[str, ...]]:
+    """Row identity used by `diff`, per logical table: each declared table's key (tootlake.catalog.registry;
+    imported on first use: the declarations import pyspark and pandas, which the delta-rs half needs not).
+    A table without one (or whose key columns are not all present at both versions) is compared row by
+    row: rows are then only added or removed, never changed."""
+    from tootlake.catalog.registry import TABLES
+
+    return {t.name: t.key for t in TABLES if t.key}
+
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -234,7 +240,7 @@ def diff(settings: Settings, name: str, from_version: str | int, to_version: str
     old_table = open_table(settings, name, from_version)
     new_table = open_table(settings, name, to_version)
     old, new = old_table.to_pyarrow_table(), new_table.to_pyarrow_table()
-    key = TABLE_KEYS.get(name, ())
+    key = table_keys().get(name, ())
     if not all(k in old.column_names and k in new.column_names for k in key):
         key = ()
     added, changed, removed, columns = diff_tables(old, new, key)

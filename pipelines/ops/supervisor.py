@@ -50,6 +50,8 @@ STAGE_CHECKPOINTS = {
     "gold": "gold_posts_per_minute",
     "sync": "sync-postgres",
 }
+# The table each stage writes (declared in bronze/posts_raw.py, silver/posts.py, gold/windowed.py; written
+# out here so the supervisor does not import the declarations' pyspark / pandas: a test checks they match).
 STAGE_TABLES = {
     "bronze": "bronze.posts_raw",
     "silver": "silver.posts",
@@ -77,8 +79,8 @@ def continuous_stages(settings: Settings, producer: bool = True, producer_args: 
                       python: str = sys.executable) -> list[Stage]:
     """producer (replay by default) -> bronze -> silver -> gold stream -> sync, all continuous."""
     trigger = f"{settings.run_trigger_s} seconds"
-    bronze_log = (settings.table_path("bronze.posts_raw") / "_delta_log",)
-    silver_log = (settings.table_path("silver.posts") / "_delta_log",)
+    bronze_log = (settings.table_path(STAGE_TABLES["bronze"]) / "_delta_log",)
+    silver_log = (settings.table_path(STAGE_TABLES["silver"]) / "_delta_log",)
     stages = []
     if producer:
         stages.append(Stage("producer", (python, "-m", "tootlake.pipelines.cli", "producer", "run",

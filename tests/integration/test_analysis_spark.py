@@ -155,10 +155,10 @@ def test_gold_diff_keys_are_gold_grains(spark, spark_lake: Settings) -> None:
     the key is unique on a few tables (a full check of all 12 would cost a dozen Spark jobs)."""
     posts = spark_at(spark, spark_lake, 3)
     for name, build in BATCH_TABLES.items():
-        assert set(lake.TABLE_KEYS[f"gold.{name}"]) <= set(build(posts, 5).columns), name
+        assert set(lake.table_keys()[f"gold.{name}"]) <= set(build(posts, 5).columns), name
     for name in ("hashtags_daily", "threat_by_language"):
         df = BATCH_TABLES[name](posts, 5)
-        key = lake.TABLE_KEYS[f"gold.{name}"]
+        key = lake.table_keys()[f"gold.{name}"]
         assert df.count() == df.select(*key).distinct().count(), name
 
 

@@ -149,8 +149,8 @@ def test_every_table_key_names_real_columns() -> None:
     """The diff keys of the silver tables stay in step with the silver contract."""
     from tootlake.silver.schema import POSTS_SCHEMA, QUARANTINE_SCHEMA
 
-    assert set(lake.TABLE_KEYS["silver.posts"]) <= set(POSTS_SCHEMA.fieldNames())
-    assert set(lake.TABLE_KEYS["silver.posts_quarantine"]) <= set(QUARANTINE_SCHEMA.fieldNames())
+    assert set(lake.table_keys()["silver.posts"]) <= set(POSTS_SCHEMA.fieldNames())
+    assert set(lake.table_keys()["silver.posts_quarantine"]) <= set(QUARANTINE_SCHEMA.fieldNames())
 
 
 # --- restore ------------------------------------------------------------------------------------------
