@@ -29,7 +29,6 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from tootlake.bronze.posts_raw import POSTS_RAW
-from tootlake.models.sentiment import uses_encoder
 from tootlake.pipelines.jobs.isolation import bisect, error_text, is_record_level
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
 from tootlake.pipelines.lake import Lake
@@ -102,6 +101,8 @@ class ModelScorer:
             self.sentiment_model_version = model_version(sentiment_path)
 
     def score(self, df: DataFrame) -> DataFrame:
+        from tootlake.models.sentiment import uses_encoder  # pyspark.ml: not imported for `tootlake --help`
+
         # The sentiment pipeline reads the encoder's embedding; the threat pass computes it in the same run.
         out = score_threat(df, self.threat_path, self.batch_size, self.intra_op_threads,
                            with_embedding=uses_encoder(self.sentiment_model))

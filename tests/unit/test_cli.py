@@ -16,7 +16,7 @@ COMMANDS = {"services", "produce", "producer", "bronze", "silver", "gold", "sync
 BENCHES = {"bronze", "silver", "gold", "sync", "models", "dq", "fuzz", "freshness"}
 # Imported by handlers only, never to build the parser (`tootlake --help` would pay for them).
 HEAVY = ("great_expectations", "matplotlib", "onnxruntime", "tokenizers", "sklearn", "torch",
-         "confluent_kafka", "mastodon", "oracledb", "sqlglot")
+         "confluent_kafka", "mastodon", "oracledb", "sqlglot", "pyspark.ml")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
