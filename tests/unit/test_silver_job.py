@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tootlake.pipelines.jobs.silver import format_summary, txn_app_id
 
 
@@ -38,3 +40,33 @@ def test_silver_posts_is_created_with_the_change_data_feed_on(spark, settings, t
 
     assert properties("silver.posts").get("delta.enableChangeDataFeed") == "true"
     assert "delta.enableChangeDataFeed" not in properties("silver.posts_quarantine")
+
+
+def test_build_scorer_scores_with_the_packaged_models(spark, settings):
+    """Unset THREAT_MODEL_DIR / SENTIMENT_MODEL_DIR: the artifacts shipped in the package score each row."""
+    from tootlake.catalog.vocab import SENTIMENT_LABELS, THREAT_LEVELS
+    from tootlake.pipelines.jobs.silver import build_scorer
+
+    scorer = build_scorer(spark, settings.model_copy(update={"threat_model_dir": None,
+                                                             "sentiment_model_dir": None}))
+    assert scorer.threat_path is None
+    df = spark.createDataFrame([("a", "what a lovely morning by the sea"), ("b", "I will hurt you")],
+                               "post_id string, text string")
+    rows = {row["post_id"]: row for row in scorer.score(df).collect()}
+    assert set(rows) == {"a", "b"}
+    for row in rows.values():
+        assert row["threat_level"] in THREAT_LEVELS and row["sentiment_label"] in SENTIMENT_LABELS
+        assert row["threat_model_version"] == scorer.threat_model_version
+        assert row["sentiment_model_version"] == scorer.sentiment_model_version
+
+
+def test_build_scorer_reads_the_model_dir_settings(spark, settings, tmp_path):
+    from tootlake.models.sentiment import SentimentModelError
+    from tootlake.models.threat import DEFAULT_ARTIFACT_DIR, ModelLoadError
+    from tootlake.pipelines.jobs.silver import build_scorer
+
+    with pytest.raises(ModelLoadError, match=str(tmp_path / "no-threat")):
+        build_scorer(spark, settings.model_copy(update={"threat_model_dir": tmp_path / "no-threat"}))
+    with pytest.raises(SentimentModelError, match=str(tmp_path / "no-sentiment")):
+        build_scorer(spark, settings.model_copy(update={"threat_model_dir": DEFAULT_ARTIFACT_DIR,
+                                                        "sentiment_model_dir": tmp_path / "no-sentiment"}))
