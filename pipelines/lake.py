@@ -16,10 +16,10 @@ Arrow dataset): no DuckDB extension is downloaded.
 
 from __future__ import annotations
 
+import logging
 import operator
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +34,8 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 from tootlake.pipelines.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the Spark half imports pyspark / delta-spark when used, so the delta-rs half needs no JVM
     from delta.tables import DeltaMergeBuilder
@@ -296,7 +298,7 @@ def duckdb_connect(settings: Settings,
             if name in (as_of or {}):
                 raise
             # One unreadable table (a feature delta-rs lacks) must not block queries on the others.
-            print(f"tootlake: table {name} is left out of DuckDB: {exc}", file=sys.stderr)
+            logger.warning(f"tootlake: table {name} is left out of DuckDB: {exc}")
             continue
         source = f"__{layer}__{table}"
         con.register(source, dataset)
@@ -510,7 +512,7 @@ class Lake:
         properties = self.detail(name)["properties"] or {}
         return str(properties.get(CHANGE_FEED, "false")).lower() == "true"
 
-    def ensure_change_feed(self, name: str, log: Callable[[str], None] = print) -> None:
+    def ensure_change_feed(self, name: str, log: Callable[[str], None] = logger.info) -> None:
         """Turn the change data feed on if it is off: a metadata-only commit, retried (5 attempts, 1, 2, 3,
         4 s apart) when a concurrent writer commits first."""
         for attempt in Retrying(retry=retry_if_exception_type(commit_conflicts()), stop=stop_after_attempt(5),
