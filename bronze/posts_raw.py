@@ -5,6 +5,7 @@ from pyspark.sql import functions as F
 
 from tootlake.catalog.rules import row, unique
 from tootlake.catalog.table import Table, has_rows, not_null, unique_together
+from tootlake.catalog.vocab import BRONZE_POSTS_RAW
 
 POSTS_RAW_COLUMNS = [
     "key",  # the post key (status uri), UTF-8
@@ -36,7 +37,7 @@ def posts_raw(kafka_records: DataFrame, ingested_at: Column) -> DataFrame:
 
 
 POSTS_RAW = Table(
-    "bronze.posts_raw",
+    BRONZE_POSTS_RAW,
     grain="one row per Kafka record of the raw-posts topic (append-only, exactly once)",
     key=("partition", "offset"),
     columns=tuple(POSTS_RAW_COLUMNS),

@@ -21,3 +21,11 @@ EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 
 # The lake's layers, in data-flow order (`<lake>/<layer>/<table>`).
 LAYERS = ("bronze", "silver", "gold", "dq")
+
+# Logical names of the tables that light processes (status, drill, the supervisor, benchmarks) name without
+# importing the Spark-side declarations; each declaration takes its name from here.
+BRONZE_POSTS_RAW = "bronze.posts_raw"
+SILVER_POSTS = "silver.posts"
+SILVER_POSTS_QUARANTINE = "silver.posts_quarantine"
+GOLD_POSTS_PER_MINUTE = "gold.posts_per_minute"
+DQ_METRICS = "dq.metrics"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from tootlake.catalog.table import Table
+from tootlake.catalog.vocab import DQ_METRICS
 
 METRICS_SCHEMA = pa.schema([
     ("run_id", pa.string()),
@@ -21,7 +22,7 @@ METRICS_SCHEMA = pa.schema([
 ])
 
 METRICS = Table(
-    "dq.metrics",
+    DQ_METRICS,
     grain="one row per job run, batch, table and rule (job: silver, gold, sync, or gx:<layer>)",
     key=(),  # append-only counts: `tootlake diff` compares it row by row
     columns=tuple(METRICS_SCHEMA.names),

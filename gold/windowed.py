@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructField, StructType, TimestampType
 
 from tootlake.catalog.table import Table
+from tootlake.catalog.vocab import GOLD_POSTS_PER_MINUTE
 from tootlake.gold.base import live_posts
 
 WINDOW = "1 minute"
@@ -80,7 +81,7 @@ LATE_EVENTS_SCHEMA = StructType([
 ])
 
 POSTS_PER_MINUTE = Table(
-    "gold.posts_per_minute", "one row per 1-minute event-time window with >= 1 live post",
+    GOLD_POSTS_PER_MINUTE, "one row per 1-minute event-time window with >= 1 live post",
     ("window_start", "window_end"), tuple(POSTS_PER_MINUTE_SCHEMA.fieldNames()), POSTS_PER_MINUTE_SCHEMA,
 )
 LATE_EVENTS = Table(

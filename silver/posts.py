@@ -21,7 +21,13 @@ from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 from tootlake.bronze.text import hashtags, html_to_text
 from tootlake.catalog.rules import freshness, null_or_in, row, unique
 from tootlake.catalog.table import Table, between, has_rows, not_null, one_of, unique_values
-from tootlake.catalog.vocab import PLATFORMS, PROCESSING_STATUSES, SENTIMENT_LABELS, THREAT_LEVELS
+from tootlake.catalog.vocab import (
+    PLATFORMS,
+    PROCESSING_STATUSES,
+    SENTIMENT_LABELS,
+    SILVER_POSTS,
+    THREAT_LEVELS,
+)
 from tootlake.silver.schema import PLATFORM_MASTODON, POSTS_SCHEMA
 
 SCORE_COLUMNS = [
@@ -215,7 +221,7 @@ _LIVE = "NOT is_deleted"
 _LIVE_CHANGE = "NOT is_deleted AND _change_type <> 'delete'"
 
 POSTS = Table(
-    "silver.posts",
+    SILVER_POSTS,
     grain="one row per post (post_id), latest edit wins; a deleted post stays as a tombstone (is_deleted)",
     key=("post_id",),
     columns=tuple(POSTS_SCHEMA.fieldNames()),

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from tootlake.catalog.rules import Rule, fails_when
 from tootlake.catalog.table import Table, not_null
-from tootlake.catalog.vocab import EVENT_KINDS
+from tootlake.catalog.vocab import EVENT_KINDS, SILVER_POSTS_QUARANTINE
 from tootlake.silver.schema import QUARANTINE_SCHEMA, TARGET_LIMITS
 from tootlake.silver.timestamps import MASTODON_EPOCH, spark_literal, utc_timestamp
 
@@ -194,7 +194,7 @@ def quarantine(judged: DataFrame, quarantined_at: Column) -> DataFrame:
 
 
 POSTS_QUARANTINE = Table(
-    "silver.posts_quarantine",
+    SILVER_POSTS_QUARANTINE,
     grain="one row per rejected bronze record (never dropped), with every rule it failed",
     key=("bronze_partition", "bronze_offset"),
     columns=tuple(QUARANTINE_SCHEMA.fieldNames()),

@@ -19,6 +19,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tootlake.catalog.vocab import BRONZE_POSTS_RAW, SILVER_POSTS
+
 DATASETS = ("mastodon-public-timeline-2023", "mastodon-mastodonpy-serialized-2023")
 BRONZE_DDL = ("key string, value string, topic string, partition int, offset long, "
               "kafka_timestamp timestamp, ingested_at timestamp, ingest_date date")
@@ -60,7 +62,7 @@ def _write_bronze(lake, records: list[tuple[str, str]], batches: int) -> None:
     for start in range(0, len(records), size):
         chunk = records[start:start + size]
         rows = [(k, v, "t", 0, start + i, ts, ts, ts.date()) for i, (k, v) in enumerate(chunk)]
-        lake.append("bronze.posts_raw", lake.spark.createDataFrame(rows, BRONZE_DDL).coalesce(1))
+        lake.append(BRONZE_POSTS_RAW, lake.spark.createDataFrame(rows, BRONZE_DDL).coalesce(1))
 
 
 def _timed(fn) -> float:
@@ -96,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
             n = next(runs)
             s = settings.model_copy(update={"lake_dir": work / f"lake-{n}",
                                             "checkpoint_dir": work / f"ck-{n}"})
-            s.table_path("bronze.posts_raw").parent.mkdir(parents=True)
-            s.table_path("bronze.posts_raw").symlink_to(settings.table_path("bronze.posts_raw"))
+            s.table_path(BRONZE_POSTS_RAW).parent.mkdir(parents=True)
+            s.table_path(BRONZE_POSTS_RAW).symlink_to(settings.table_path(BRONZE_POSTS_RAW))
             scorer = Scoring.MODELS_IF_AVAILABLE if args.scoring else None
             run_silver(s, spark, scorer=scorer, max_files_per_trigger=1, clock=clock,
                        dq=Guard(s, "silver", clock=clock) if rules_on else None)
@@ -135,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
         gx_setup = time.perf_counter() - gx_started
         from tootlake.expectations.suites import SUITES
 
-        spec = SUITES["silver"]["silver.posts"]
-        validate_table(context, settings, "silver.posts", spec)  # warm-up (first checkpoint, docs site)
-        one = validate_table(context, settings, "silver.posts", spec)
+        spec = SUITES["silver"][SILVER_POSTS]
+        validate_table(context, settings, SILVER_POSTS, spec)  # warm-up (first checkpoint, docs site)
+        one = validate_table(context, settings, SILVER_POSTS, spec)
         layer = validate_layer(settings, "silver", record=False)
     finally:
         spark.stop()

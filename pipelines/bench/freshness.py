@@ -43,6 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tootlake.catalog.vocab import SILVER_POSTS
 from tootlake.pipelines.settings import Settings
 from tootlake.pipelines.source.producer import send_when_queued
 
@@ -309,7 +310,7 @@ class Freshness:
         from tootlake.pipelines.lake import Lake
 
         lake = Lake(self.settings)
-        path = lake.path("silver.posts")
+        path = lake.path(SILVER_POSTS)
         version = 0  # next version to read
         while not self.stop.is_set():
             commit = path / "_delta_log" / f"{version:020d}.json"
@@ -318,7 +319,7 @@ class Freshness:
                 continue
             try:
                 seen = commit.stat().st_mtime
-                table = lake.table("silver.posts")
+                table = lake.table(SILVER_POSTS)
                 try:
                     changes = pa.table(table.load_cdf(starting_version=version, ending_version=version,
                                                       columns=["post_id", "_change_type"]))

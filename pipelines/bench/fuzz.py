@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tootlake.catalog.vocab import SILVER_POSTS, SILVER_POSTS_QUARANTINE
 from tootlake.pipelines.bench.hostile import HostileRecord, Verdict, hostile_records, judge, summary
 from tootlake.pipelines.settings import Settings
 
@@ -99,10 +100,10 @@ def collect(settings: Settings) -> tuple[list[tuple], list[tuple], list[str]]:
         arrived = cur.fetchall()
     lake = Lake(settings)
     quarantined = []
-    if lake.exists("silver.posts_quarantine"):
-        table = lake.arrow("silver.posts_quarantine", columns=["bronze_partition", "bronze_offset", "rules"])
+    if lake.exists(SILVER_POSTS_QUARANTINE):
+        table = lake.arrow(SILVER_POSTS_QUARANTINE, columns=["bronze_partition", "bronze_offset", "rules"])
         quarantined = [(r["bronze_partition"], r["bronze_offset"], r["rules"]) for r in table.to_pylist()]
-    silver_ids = lake.arrow("silver.posts", columns=["post_id"]).column("post_id").to_pylist()
+    silver_ids = lake.arrow(SILVER_POSTS, columns=["post_id"]).column("post_id").to_pylist()
     return arrived, quarantined, silver_ids
 
 

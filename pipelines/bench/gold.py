@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tootlake.catalog.vocab import SILVER_POSTS
 from tootlake.silver.schema import PLATFORM_MASTODON, POSTS_SCHEMA
 
 STATUSES = Path("mastodon-public-timeline-2023") / "statuses.dev.jsonl"
@@ -148,8 +149,8 @@ def bench_gold(
         shutil.rmtree(lake.parent, ignore_errors=True)
         scaled = settings.model_copy(update={"lake_dir": lake})
         scaled_lake = Lake(scaled, spark)
-        scaled_lake.overwrite("silver.posts", scaled_silver(spark, statuses, scale))
-        scaled_lake.read("silver.posts").count()  # warm the file listing, not timed
+        scaled_lake.overwrite(SILVER_POSTS, scaled_silver(spark, statuses, scale))
+        scaled_lake.read(SILVER_POSTS).count()  # warm the file listing, not timed
         if warmup and not results:
             # The JVM's first jobs pay for class loading and code generation: keep that out of the figures.
             log(f"[bench gold] warm-up run on x{scale} (not timed)")

@@ -21,6 +21,8 @@ import io
 import statistics
 import time
 
+from tootlake.catalog.vocab import SILVER_POSTS
+
 GOAL_RATIO = 0.5
 
 
@@ -198,7 +200,7 @@ def run_freshness(args: argparse.Namespace) -> int:
         now = dt.datetime.now(dt.UTC)
         rows = [{**r, "updated_at": now.replace(tzinfo=None)} for r in rows]
         frame = spark.createDataFrame(rows, POSTS_SCHEMA).coalesce(1)
-        lake.append("silver.posts", frame)
+        lake.append(SILVER_POSTS, frame)
         return time.time()
 
     commit(posts[:10])  # creates the table; the first batch also starts the stream

@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tootlake.catalog.vocab import BRONZE_POSTS_RAW, SILVER_POSTS, SILVER_POSTS_QUARANTINE
 from tootlake.pipelines.ops import services
 from tootlake.pipelines.ops.processes import tree_rss, wait_until
 from tootlake.pipelines.ops.supervisor import STAGE_CHECKPOINTS, child_env, read_state, state_path
@@ -156,7 +157,7 @@ def quarantined_keys(settings: Settings) -> set[str]:
     asks again on its next poll)."""
     from tootlake.pipelines.lake import Lake
 
-    table = Lake(settings).arrow_if_readable("silver.posts_quarantine", columns=["key"])
+    table = Lake(settings).arrow_if_readable(SILVER_POSTS_QUARANTINE, columns=["key"])
     return set() if table is None else {key for key in table.column("key").to_pylist() if key}
 
 
@@ -472,9 +473,9 @@ class Drill:
 
         r, s = self.report, self.settings
         lake = Lake(s)
-        bronze = lake.arrow("bronze.posts_raw", columns=["key"])
+        bronze = lake.arrow(BRONZE_POSTS_RAW, columns=["key"])
         r.bronze_rows, r.bronze_keys = bronze.num_rows, len(pc.unique(bronze.column("key")))
-        silver = lake.arrow("silver.posts", columns=["post_id", "is_deleted"])
+        silver = lake.arrow(SILVER_POSTS, columns=["post_id", "is_deleted"])
         r.silver_posts = silver.num_rows - int(pc.sum(silver.column("is_deleted")).as_py() or 0)
         quarantined = self._quarantined_keys()
         r.quarantined = len(quarantined)

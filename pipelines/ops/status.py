@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tootlake.catalog.vocab import DQ_METRICS, SILVER_POSTS_QUARANTINE
 from tootlake.pipelines.ops.supervisor import STAGE_CHECKPOINTS, STAGE_TABLES, read_state, stage_log_dir
 from tootlake.pipelines.settings import Settings
 
@@ -164,13 +165,13 @@ def _commit_rows(metrics: dict[str, Any]) -> int | None:
 
 
 def _quarantine(settings: Settings, tables: dict[str, Any]) -> dict[str, int] | None:
-    if "silver.posts_quarantine" not in tables or "error" in tables["silver.posts_quarantine"]:
+    if SILVER_POSTS_QUARANTINE not in tables or "error" in tables[SILVER_POSTS_QUARANTINE]:
         return None
     import pyarrow.compute as pc
 
     from tootlake.pipelines.lake import Lake
 
-    data = Lake(settings).arrow("silver.posts_quarantine", columns=["rules"])
+    data = Lake(settings).arrow(SILVER_POSTS_QUARANTINE, columns=["rules"])
     if data.num_rows == 0:
         return {}
     counts = pc.value_counts(pc.list_flatten(data.column("rules")))
@@ -184,7 +185,7 @@ def _dq(settings: Settings, tables: dict[str, Any]) -> dict[str, Any] | None:
     """Per job, its latest data-quality run in `dq.metrics` (written by the jobs and `tootlake dq`):
     when, how many rules were checked, and which failed (rows failed, severity)."""
     names = [n for n in tables
-             if (n == "dq.metrics" or n.endswith(".dq_metrics")) and "error" not in tables[n]]
+             if (n == DQ_METRICS or n.endswith(".dq_metrics")) and "error" not in tables[n]]
     if not names:
         return None
     from tootlake.pipelines.lake import Lake

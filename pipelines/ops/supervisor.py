@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic_settings import NoDecode
 
+from tootlake.catalog.vocab import BRONZE_POSTS_RAW, GOLD_POSTS_PER_MINUTE, SILVER_POSTS
 from tootlake.pipelines.ops.processes import is_running, tree_rss, wait_until
 from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, write_secrets_file
 
@@ -53,9 +54,9 @@ STAGE_CHECKPOINTS = {
 # The table each stage writes (declared in bronze/posts_raw.py, silver/posts.py, gold/windowed.py; written
 # out here so the supervisor does not import the declarations' pyspark / pandas: a test checks they match).
 STAGE_TABLES = {
-    "bronze": "bronze.posts_raw",
-    "silver": "silver.posts",
-    "gold": "gold.posts_per_minute",
+    "bronze": BRONZE_POSTS_RAW,
+    "silver": SILVER_POSTS,
+    "gold": GOLD_POSTS_PER_MINUTE,
 }
 
 
