@@ -5,9 +5,10 @@ history the jobs, data quality, status, the drill and the benchmarks do (delta-r
 when given a session; Delta's exception classes, never message text). The module functions below are the
 delta-rs tools for people: discovery, time travel, diff, restore, DuckDB.
 
-Logical names are `<layer>.<table>` and map to `<lake>/<layer>/<table>` (see `Settings.table_path`). The
-valid names are discovered by listing the lake (every folder with a `_delta_log`), so a table written by a
-new job is usable here without a code change.
+Logical names are `<layer>.<table>` and map to `<lake>/<layer>/<table>` (see `Settings.table_uri`: the lake
+is a local folder or an `s3a://bucket/prefix` URI, delta-rs reaching it with `Settings.delta_storage_options`,
+Spark with `Settings.spark_s3a_conf`). The valid names are discovered by listing the lake (every folder with a
+`_delta_log`), so a table written by a new job is usable here without a code change.
 
 A table is read as of a version (`3`) or a timestamp (`2026-11-23T14:00:00`, UTC when no zone is given).
 DuckDB sees every table as `layer.table` (a DuckDB schema per layer, a view per table over the delta-rs
@@ -33,7 +34,8 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
-from tootlake.pipelines.settings import Settings
+from tootlake.pipelines import storage
+from tootlake.pipelines.settings import Settings, is_object_store
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +65,12 @@ class LakeError(RuntimeError):
 
 
 # --- discovery ----------------------------------------------------------------------------------------
-def list_tables(settings: Settings) -> dict[str, Path]:
-    """Every Delta table in the lake: {"layer.table": path}, sorted by name."""
+def list_tables(settings: Settings) -> dict[str, Path | str]:
+    """Every Delta table in the lake: {"layer.table": path (an s3a:// URI on object storage)}, sorted."""
+    if is_object_store(settings.lake_dir):
+        return _list_remote_tables(settings)
     lake = settings.path(settings.lake_dir)
-    found: dict[str, Path] = {}
+    found: dict[str, Path | str] = {}
     if lake.is_dir():
         for log in sorted(lake.glob("*/*/_delta_log")):
             table_dir = log.parent
@@ -76,12 +80,25 @@ def list_tables(settings: Settings) -> dict[str, Path]:
     return found
 
 
-def table_path(settings: Settings, name: str) -> Path:
-    """The folder of logical table `name`; LakeError naming the valid tables when it is not one."""
+def _list_remote_tables(settings: Settings) -> dict[str, Path | str]:
+    lake = settings.location(settings.lake_dir)
+    found: dict[str, Path | str] = {}
+    for layer in storage.subfolders(settings, lake):
+        for table in storage.subfolders(settings, f"{lake}/{layer}"):
+            location = f"{lake}/{layer}/{table}"
+            if (_NAME.match(layer) and _NAME.match(table)
+                    and storage.is_folder(settings, f"{location}/_delta_log")):
+                found[f"{layer}.{table}"] = location
+    return dict(sorted(found.items()))
+
+
+def table_path(settings: Settings, name: str) -> Path | str:
+    """The folder (or s3a:// URI) of logical table `name`; LakeError naming the valid tables when it is not
+    one."""
     tables = list_tables(settings)
     if name in tables:
         return tables[name]
-    lake = settings.path(settings.lake_dir)
+    lake = settings.location(settings.lake_dir)
     if not tables:
         raise LakeError(f"no Delta tables under {lake} yet: run `tootlake demo` (or the layer jobs) first")
     raise LakeError(f"unknown table {name!r}; tables in {lake}: {', '.join(tables)}")
@@ -109,7 +126,7 @@ def open_table(settings: Settings, name: str, as_of: str | int | datetime | None
     """The DeltaTable of `name`, loaded at `as_of` (version or timestamp; None = latest)."""
     path = table_path(settings, name)
     try:
-        table = DeltaTable(str(path))
+        table = DeltaTable(str(path), storage_options=settings.delta_storage_options())
     except Exception as exc:  # e.g. an empty or damaged _delta_log
         raise LakeError(f"cannot open {name} at {path}: {exc}") from None
     when = parse_as_of(as_of)
@@ -353,7 +370,7 @@ def commit_conflicts() -> tuple[type[BaseException], ...]:
 class Lake:
     """Every Delta read / write / MERGE / change feed / idempotent append / history, by logical table name.
 
-    `silver.posts` is `<lake>/silver/posts` (`Settings.table_path`). The delta-rs half needs no JVM
+    `silver.posts` is `<lake>/silver/posts` (`Settings.table_uri`). The delta-rs half needs no JVM
     (status, the drill, DQ reports, benchmarks); the Spark half needs `spark` (the layer jobs). The jobs
     keep their logic (what to merge, on which condition); the Lake holds the mechanics.
     """
@@ -369,23 +386,33 @@ class Lake:
         return self._spark
 
     def path(self, name: str) -> Path:
+        """The table's local folder (a local lake only; `location` works everywhere)."""
         return self.settings.table_path(name)
 
     def location(self, name: str) -> str:
-        return str(self.path(name))
+        """Where the table lives, as Spark and delta-rs take it: a local path or an s3a:// URI."""
+        return self.settings.table_uri(name)
+
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """delta-rs storage options (None for a local lake; secrets inside: never log them)."""
+        return self.settings.delta_storage_options()
 
     def exists(self, name: str) -> bool:
         """Whether `name` is a Delta table (a log with at least one commit); no JVM."""
-        return DeltaTable.is_deltatable(self.location(name))
+        return DeltaTable.is_deltatable(self.location(name), storage_options=self.storage_options)
 
     def drop(self, name: str) -> None:
         """Delete the table's folder (data and log); nothing when it is not there."""
-        shutil.rmtree(self.path(name), ignore_errors=True)
+        if is_object_store(self.settings.lake_dir):
+            storage.delete_folder(self.settings, self.location(name))
+        else:
+            shutil.rmtree(self.path(name), ignore_errors=True)
 
     # --- delta-rs: no JVM ---------------------------------------------------------------------------
     def table(self, name: str) -> DeltaTable:
         """The delta-rs DeltaTable of `name` (deltalake.exceptions.TableNotFoundError when there is none)."""
-        return DeltaTable(self.location(name))
+        return DeltaTable(self.location(name), storage_options=self.storage_options)
 
     def arrow(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """The table (or `columns`) as Arrow, read with delta-rs."""
@@ -414,8 +441,8 @@ class Lake:
         """Append with delta-rs, creating the table on first use. With `txn` = (app id, version) the append
         is idempotent: skipped when the table already holds that version of that app id. Returns whether
         rows were written."""
-        path = self.path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not is_object_store(self.settings.lake_dir):
+            self.path(name).parent.mkdir(parents=True, exist_ok=True)
         properties = None
         if txn is not None:
             app_id, version = txn
@@ -424,7 +451,8 @@ class Lake:
                 if done is not None and done >= version:
                     return False
             properties = CommitProperties(app_transactions=[Transaction(app_id, version)])
-        write_deltalake(str(path), rows, mode="append", commit_properties=properties)
+        write_deltalake(self.location(name), rows, mode="append", commit_properties=properties,
+                        storage_options=self.storage_options)
         return True
 
     # --- Spark --------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 SECRETS_FILE_ENV = "TOOTLAKE_SECRETS_FILE"
 POSTGRES_PASSFILE = "postgres.pgpass"  # in the state folder: the embedded cluster's password (pgpass format)
+S3_CREDENTIALS_FILE = "s3proxy.keys.json"  # in the state folder: the embedded s3proxy's key pair (0600)
 SECRETS_DIR = "secrets"  # in the state folder: the secrets files of `tootlake run` (mode 0700)
 
 
@@ -80,8 +81,9 @@ class Settings(BaseSettings):
 
     # --- where things live -------------------------------------------------------------------
     tootlake_home: Path = Field(default_factory=Path.cwd, description="project root for relative paths")
-    lake_dir: Path = Path("var/lake")
-    checkpoint_dir: Path = Path("var/checkpoints")
+    # a folder (relative to TOOTLAKE_HOME) or an s3a://bucket/prefix URI (see the S3 settings below)
+    lake_dir: str = "var/lake"
+    checkpoint_dir: str = "var/checkpoints"
     state_dir: Path = Path("var/state")
     log_dir: Path = Path("var/log")
     jars_dir: Path = Path("jars")
@@ -104,6 +106,20 @@ class Settings(BaseSettings):
     postgres_user: str = "tootlake"
     # unset: the embedded cluster's password file <state>/postgres.pgpass (see postgres_conninfo)
     postgres_password: SecretStr | None = None
+
+    # --- S3-compatible object storage (when LAKE_DIR / CHECKPOINT_DIR is an s3a:// URI) -----------------
+    # unset: the embedded s3proxy on 127.0.0.1:s3proxy_port; AWS S3: https://s3.<region>.amazonaws.com
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    s3_path_style: bool = True  # bucket in the path (s3proxy, most stores) rather than in the host name
+    s3_tls: bool | None = None  # unset: from the endpoint's scheme (https unless it says http://)
+    s3_access_key_id: SecretStr | None = None  # unset with the embedded s3proxy: its generated key file
+    s3_secret_access_key: SecretStr | None = None
+    # delta-rs commits (DQ metrics, restore): "unsafe_rename" = one writer per table; "conditional_put"
+    # (If-None-Match, AWS S3 and most stores) or "dynamodb" (DELTA_DYNAMO_TABLE_NAME etc. from the env)
+    s3_delta_rs_commit: Literal["unsafe_rename", "conditional_put", "dynamodb"] = "unsafe_rename"
+    s3proxy_port: int = Field(19000, ge=1024, le=65535)
+    s3proxy_heap: str = "256m"
 
     # --- sync (silver -> PostgreSQL / Oracle) ------------------------------------------------------
     sync_retry_attempts: int = Field(5, ge=1, le=100)  # tries per batch when the connection is lost
@@ -202,6 +218,29 @@ class Settings(BaseSettings):
     def _unset_when_empty(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("lake_dir", "checkpoint_dir", mode="before")
+    @classmethod
+    def _location(cls, value: object) -> object:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, str) and "://" in value:
+            scheme, _, rest = value.partition("://")
+            if scheme != "s3a":
+                raise ValueError(f"{scheme}:// is not supported: use a local folder or s3a://bucket/prefix")
+            if not rest.strip("/"):
+                raise ValueError("an s3a:// URI needs a bucket: s3a://bucket/prefix")
+            return "s3a://" + rest.rstrip("/")
+        return value
+
+    @field_validator("s3_endpoint", mode="before")
+    @classmethod
+    def _endpoint(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().rstrip("/") or None
+        if isinstance(value, str) and "://" in value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be host[:port] or an http:// or https:// URL")
+        return value
+
     @field_validator("mastodon_instance")
     @classmethod
     def _instance_url(cls, value: str) -> str:
@@ -210,9 +249,90 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     # --- derived ---------------------------------------------------------------------------------
-    def path(self, value: Path) -> Path:
-        """Resolve a configured path against the project root."""
+    def path(self, value: Path | str) -> Path:
+        """Resolve a configured path against the project root (a local path: see `location` for URIs)."""
+        if is_object_store(value):
+            raise SettingsError(f"{value} is an object-store URI, not a local path (use Settings.location)")
+        value = Path(value)
         return value if value.is_absolute() else (self.tootlake_home / value)
+
+    def location(self, value: Path | str) -> str:
+        """A lake or checkpoint location as Spark and delta-rs take it: an s3a:// URI as it is, a local path
+        resolved against the project root."""
+        text = str(value)
+        return text.rstrip("/") if is_object_store(text) else str(self.path(text))
+
+    @property
+    def uses_object_store(self) -> bool:
+        """Whether the lake or the checkpoints live on S3-compatible object storage (s3a://)."""
+        return is_object_store(self.lake_dir) or is_object_store(self.checkpoint_dir)
+
+    @property
+    def uses_embedded_s3(self) -> bool:
+        """The project's own s3proxy serves the lake: an s3a:// location and no S3_ENDPOINT."""
+        return self.uses_object_store and not self.s3_endpoint
+
+    @property
+    def s3_credentials_file(self) -> Path:
+        """The embedded s3proxy's generated key pair (JSON, mode 0600; written by `services up`)."""
+        return self.path(self.state_dir) / S3_CREDENTIALS_FILE
+
+    def s3_endpoint_url(self) -> str:
+        """The S3 endpoint as a URL: the embedded s3proxy (http on loopback) or S3_ENDPOINT, whose scheme
+        wins; without one, S3_TLS decides (default https)."""
+        if not self.s3_endpoint:
+            return f"http://127.0.0.1:{self.s3proxy_port}"
+        if "://" in self.s3_endpoint:
+            return self.s3_endpoint
+        return ("http://" if self.s3_tls is False else "https://") + self.s3_endpoint
+
+    def s3_uses_tls(self) -> bool:
+        return self.s3_endpoint_url().startswith("https://")
+
+    def s3_keys(self) -> tuple[str, str] | None:
+        """(access key id, secret key) in clear (never log them): S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY,
+        else the embedded s3proxy's key file; None when neither is there (the store's default chain)."""
+        if self.s3_access_key_id is not None and self.s3_secret_access_key is not None:
+            return self.s3_access_key_id.get_secret_value(), self.s3_secret_access_key.get_secret_value()
+        if self.uses_embedded_s3:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                keys = json.loads(self.s3_credentials_file.read_text(encoding="utf-8"))
+                return str(keys["access_key_id"]), str(keys["secret_access_key"])
+        return None
+
+    def delta_storage_options(self) -> dict[str, str] | None:
+        """delta-rs `storage_options` for the lake (secrets inside: never log them); None for a local lake."""
+        if not is_object_store(self.lake_dir):
+            return None
+        options = {"AWS_ENDPOINT_URL": self.s3_endpoint_url(), "AWS_REGION": self.s3_region,
+                   "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false" if self.s3_path_style else "true",
+                   "AWS_ALLOW_HTTP": "false" if self.s3_uses_tls() else "true"}
+        keys = self.s3_keys()
+        if keys is not None:
+            options["AWS_ACCESS_KEY_ID"], options["AWS_SECRET_ACCESS_KEY"] = keys
+        if self.s3_delta_rs_commit == "unsafe_rename":
+            options["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+        elif self.s3_delta_rs_commit == "conditional_put":
+            options["AWS_CONDITIONAL_PUT"] = "etag"
+        else:
+            options["AWS_S3_LOCKING_PROVIDER"] = "dynamodb"
+        return options
+
+    def spark_s3a_conf(self) -> dict[str, str]:
+        """Spark's `spark.hadoop.fs.s3a.*` conf for the lake and checkpoints (secrets inside: Spark redacts
+        `*.secret.key` / `*.access.key` in its UI and logs); empty when nothing is on s3a://."""
+        if not self.uses_object_store:
+            return {}
+        s3a = "spark.hadoop.fs.s3a."
+        conf = {f"{s3a}endpoint": self.s3_endpoint_url(), f"{s3a}endpoint.region": self.s3_region,
+                f"{s3a}path.style.access": str(self.s3_path_style).lower(),
+                f"{s3a}connection.ssl.enabled": str(self.s3_uses_tls()).lower(),
+                f"{s3a}impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
+        keys = self.s3_keys()
+        if keys is not None:
+            conf[f"{s3a}access.key"], conf[f"{s3a}secret.key"] = keys
+            conf[f"{s3a}aws.credentials.provider"] = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+        return conf
 
     @property
     def bootstrap_servers(self) -> str:
@@ -253,13 +373,28 @@ class Settings(BaseSettings):
         return conninfo(host="127.0.0.1", port=self.postgres_port, dbname=self.postgres_db,
                         user=self.postgres_user, **auth)
 
+    def table_uri(self, logical_name: str) -> str:
+        """`silver.posts` -> <lake>/silver/posts, as Spark and delta-rs take it (local path or s3a:// URI)."""
+        layer, _, table = logical_name.partition(".")
+        return f"{self.location(self.lake_dir)}/{layer}/{table}"
+
+    def checkpoint_uri(self, job: str) -> str:
+        """A streaming job's checkpoint location (local path or s3a:// URI)."""
+        return f"{self.location(self.checkpoint_dir)}/{job}"
+
     def table_path(self, logical_name: str) -> Path:
-        """`silver.posts` -> <lake>/silver/posts."""
+        """`silver.posts` -> <lake>/silver/posts as a local Path (a local lake only: see `table_uri`)."""
         layer, _, table = logical_name.partition(".")
         return self.path(self.lake_dir) / layer / table
 
     def checkpoint_path(self, job: str) -> Path:
+        """A job's checkpoint folder as a local Path (local checkpoints only: see `checkpoint_uri`)."""
         return self.path(self.checkpoint_dir) / job
+
+
+def is_object_store(location: object) -> bool:
+    """Whether a lake / checkpoint location is an s3a:// URI (rather than a local folder)."""
+    return str(location).startswith("s3a://")
 
 
 def conninfo(**parts: object) -> str:

@@ -1,4 +1,5 @@
-"""Builds the SparkSession every job uses: Delta Lake + the Kafka source, jars from `jars/spark`."""
+"""Builds the SparkSession every job uses: Delta Lake + the Kafka source, jars from `jars/spark`; with the
+lake or checkpoints on `s3a://`, also the s3a filesystem (`jars/s3a`) and its `fs.s3a.*` conf."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ def spark_jars(settings: Settings) -> list[Path]:
         raise FileNotFoundError(
             f"no Spark jars in {settings.path(settings.jars_dir) / 'spark'}: run `make setup` first"
         )
+    if settings.uses_object_store:  # hadoop-aws + the AWS SDK bundle: only when something is on s3a://
+        s3a = sorted(settings.path(settings.jars_dir).joinpath("s3a").glob("*.jar"))
+        if not any(jar.name.startswith("hadoop-aws-") for jar in s3a):
+            folder = settings.path(settings.jars_dir) / "s3a"
+            raise FileNotFoundError(f"no hadoop-aws jar in {folder} (the lake or checkpoints are on s3a://): "
+                                    "run `make setup` first")
+        jars += s3a
     return jars
 
 
@@ -53,6 +61,8 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
     )
     if settings.spark_cores_max:
         builder = builder.config("spark.cores.max", str(settings.spark_cores_max))
+    for key, value in settings.spark_s3a_conf().items():
+        builder = builder.config(key, value)
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

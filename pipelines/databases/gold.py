@@ -21,14 +21,21 @@ from pyspark.sql import types as T
 
 from tootlake.pipelines.databases.postgres import copy_value
 from tootlake.pipelines.databases.records import clean_text
+from tootlake.pipelines.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 GOLD_SCHEMA = "gold"
 
 
-def gold_tables(gold_dir: Path) -> dict[str, Path]:
-    """name -> path of every Delta table directly under `gold_dir` (sorted by name)."""
+def gold_tables(gold_dir: Path | Settings) -> dict[str, Path | str]:
+    """name -> path of every Delta table directly under `gold_dir` (sorted by name); given the settings,
+    of every `gold.*` table of the lake (local or on object storage)."""
+    if isinstance(gold_dir, Settings):
+        from tootlake.pipelines.lake import list_tables
+
+        return {name.split(".", 1)[1]: location for name, location in list_tables(gold_dir).items()
+                if name.startswith("gold.")}
     if not gold_dir.is_dir():
         return {}
     return {
@@ -94,9 +101,10 @@ def _column_types(original: T.StructType, flat: DataFrame) -> list[tuple[str, st
 
 
 def copy_gold(
-    spark: SparkSession, conn, gold_dir: Path, log: Callable[[str], None] = logger.info
+    spark: SparkSession, conn, gold_dir: Path | Settings, log: Callable[[str], None] = logger.info
 ) -> dict[str, int]:
-    """Replace schema `gold`'s tables with the Delta tables under `gold_dir`; returns rows per table."""
+    """Replace schema `gold`'s tables with the Delta tables under `gold_dir` (or the lake's gold layer, given
+    the settings); returns rows per table."""
     tables = gold_tables(gold_dir)
     if not tables:
         log(f"[sync] gold: no Delta tables under {gold_dir}; nothing to copy")

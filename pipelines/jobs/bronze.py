@@ -60,7 +60,7 @@ def start_bronze_query(
     writer = (
         lake.append_stream(rows, partition_by=POSTS_RAW.partition_by)
         .queryName("bronze_posts_raw")
-        .option("checkpointLocation", str(settings.checkpoint_path("bronze")))
+        .option("checkpointLocation", settings.checkpoint_uri("bronze"))
     )
     return apply_trigger(writer, trigger).start(lake.location(BRONZE_TABLE))
 
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     spark = build_spark(settings, "tootlake-bronze")
     report = run_bronze(spark, settings, args.starting_offsets, args.trigger, args.max_offsets_per_trigger)
     print(f"[bronze] done: {report.rows} rows in {report.batches} batches, {report.elapsed_s:.1f} s "
-          f"-> {settings.table_path(BRONZE_TABLE)}")
+          f"-> {settings.table_uri(BRONZE_TABLE)}")
     from tootlake.pipelines.quality.gx import after_job_run
 
     after_job_run(settings, "bronze")  # GX suite once per run (bronze has no per-batch hook)

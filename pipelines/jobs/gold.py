@@ -42,7 +42,7 @@ class GoldInputMissing(RuntimeError):
 def read_silver_posts(settings: Settings, spark: SparkSession) -> DataFrame:
     lake = Lake(settings, spark)
     if not lake.exists(SILVER_POSTS):
-        raise GoldInputMissing(f"no silver posts table at {lake.path(SILVER_POSTS)}: "
+        raise GoldInputMissing(f"no silver posts table at {lake.location(SILVER_POSTS)}: "
                                "run `tootlake silver` (or make demo) first")
     return lake.read(SILVER_POSTS)
 
@@ -102,7 +102,7 @@ def run_gold(
 def _gold(settings: Settings, spark: SparkSession, name: str) -> DataFrame:
     lake = Lake(settings, spark)
     if not lake.exists(f"gold.{name}"):
-        raise GoldInputMissing(f"no gold table at {lake.path(f'gold.{name}')}: run `tootlake gold` first")
+        raise GoldInputMissing(f"no gold table at {lake.location(f'gold.{name}')}: run `tootlake gold` first")
     return lake.read(f"gold.{name}")
 
 
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{result['late_events']} late events")
             return 0
         counts = run_gold(settings, spark, tables=args.table)
-        gold_dir = settings.path(settings.lake_dir) / "gold"
+        gold_dir = f"{settings.location(settings.lake_dir)}/gold"
         print(f"[gold] done: {len(counts)} tables, {sum(counts.values())} rows -> {gold_dir}")
         after_job_run(settings, "gold")  # GX suites once per run
         if not args.no_summary and not args.table:

@@ -30,6 +30,7 @@ from tootlake.gold.windowed import (
     watermark_for,
     with_minute_window,
 )
+from tootlake.pipelines import storage
 from tootlake.pipelines.jobs.gold import SILVER_POSTS, GoldInputMissing
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, run_query
 from tootlake.pipelines.lake import Lake
@@ -112,7 +113,7 @@ def silver_inserts(settings: Settings, spark: SparkSession) -> DataFrame:
     function keeps the inserts that add a post (`gold.windowed.new_posts`)."""
     lake = Lake(settings, spark)
     if not lake.exists(SILVER_POSTS):
-        raise GoldInputMissing(f"no silver posts table at {lake.path(SILVER_POSTS)}: "
+        raise GoldInputMissing(f"no silver posts table at {lake.location(SILVER_POSTS)}: "
                                "run `tootlake silver` first")
     lake.ensure_change_feed(SILVER_POSTS, log=lambda line: logger.info(f"[gold-stream] {line}"))
     return (
@@ -125,14 +126,14 @@ def start_gold_stream(
     settings: Settings, spark: SparkSession, trigger: str = AVAILABLE_NOW, progress: bool = True
 ) -> StreamingQuery:
     """Start the 1-minute counts stream (`available-now`: process what silver has, then stop)."""
-    checkpoint = settings.checkpoint_path(CHECKPOINT)
+    checkpoint = settings.checkpoint_uri(CHECKPOINT)
     sink = MinuteCounter(settings, spark, progress=progress)
-    if not (checkpoint / "offsets").is_dir():
+    if not storage.is_folder(settings, f"{checkpoint}/offsets"):
         sink.reset()  # a fresh checkpoint restarts batch ids at 0: rebuild from the silver snapshot
     sink.ensure_tables()
     writer = (
         silver_inserts(settings, spark).writeStream.queryName("gold_posts_per_minute")
-        .option("checkpointLocation", str(checkpoint)).foreachBatch(sink)
+        .option("checkpointLocation", checkpoint).foreachBatch(sink)
     )
     return apply_trigger(writer, trigger).start()
 

@@ -33,7 +33,7 @@ from tootlake.pipelines.jobs.isolation import bisect, error_text, is_record_leve
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, parse_trigger, run_query
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
-from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings
+from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings, is_object_store
 from tootlake.silver.parse import parse_records
 from tootlake.silver.posts import (
     MERGE_DELETE_SET,
@@ -50,7 +50,7 @@ from tootlake.silver.posts import (
 )
 from tootlake.silver.quarantine import POSTS_QUARANTINE, PROCESSING_ERROR, quarantine, with_rule_failures
 from tootlake.silver.schema import POSTS_SCHEMA, QUARANTINE_SCHEMA
-from tootlake.silver.scoring import Scorer, apply_scoring, score_threat
+from tootlake.silver.scoring import Scorer, apply_scoring, score_threat, scorer_coverage
 from tootlake.silver.timestamps import spark_literal
 
 if TYPE_CHECKING:
@@ -94,11 +94,15 @@ class ModelScorer:
         self.threat_model_version = get_threat_model(threat_path).model_version
         self.sentiment_model = None
         self.sentiment_model_version: str | None = None
+        # The languages each model is trusted on (models/coverage.json): other posts stay unscored on purpose.
+        self.threat_languages = _coverage("threat", self.threat_model_version).languages
+        self.sentiment_languages: frozenset[str] | None = None
         if sentiment:
             from tootlake.models.sentiment import load_sentiment_model, model_version
 
             self.sentiment_model = load_sentiment_model(spark, sentiment_path)
             self.sentiment_model_version = model_version(sentiment_path)
+            self.sentiment_languages = _coverage("sentiment", self.sentiment_model_version).languages
 
     def score(self, df: DataFrame) -> DataFrame:
         from tootlake.models.sentiment import uses_encoder  # pyspark.ml: not imported for `tootlake --help`
@@ -114,6 +118,17 @@ class ModelScorer:
 
         scored = score_sentiment(self.sentiment_model, out)
         return scored.withColumn("sentiment_model_version", F.lit(self.sentiment_model_version))
+
+
+def _coverage(model: str, version: str | None):
+    from tootlake.models.coverage import load_coverage
+
+    coverage = load_coverage(model)
+    if coverage.model_version and coverage.model_version != version:
+        logger.warning(f"[silver] the {model} coverage ({sorted(coverage.languages)}) was measured on "
+                       f"{coverage.model_version}, not on the loaded {version}: re-measure it "
+                       "(`tootlake models evaluate ... --language all`) and update models/coverage.json")
+    return coverage
 
 
 def default_intra_op_threads(spark: SparkSession) -> int:
@@ -253,6 +268,7 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
             ctx.scorer.threat_model_version if ctx.scorer else None,
             ctx.scorer.sentiment_model_version if ctx.scorer else None,
             retry_failed=ctx.scorer is not None,
+            coverage=scorer_coverage(ctx.scorer),
         )
         # Materialised once: MERGE reads its source twice and must not run the models twice.
         rows = to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)).persist()
@@ -314,11 +330,35 @@ def ensure_tables(spark: SparkSession, settings: Settings) -> None:
     lake = Lake(settings, spark)
     lake.create(POSTS_TABLE, POSTS_SCHEMA, change_feed=True)
     lake.create(QUARANTINE_TABLE, QUARANTINE_SCHEMA)
+    add_missing_columns(lake, POSTS_TABLE, POSTS_SCHEMA)
 
 
-def txn_app_id(checkpoint: Path) -> str:
+def add_missing_columns(lake: Lake, name: str, schema) -> list[str]:
+    """Add the contract's columns an older table lacks (e.g. silver/posts.scoring_note), nullable, at the
+    end; returns their names. Rows written before read them as null."""
+    have = {column.lower() for column in lake.read(name).columns}
+    missing = [f for f in schema.fields if f.name.lower() not in have]
+    if missing:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        lake.spark.sql(f"ALTER TABLE delta.`{lake.location(name)}` ADD COLUMNS ({columns})")
+        logger.info(f"[silver] {name}: added column(s) {[f.name for f in missing]}")
+    return [f.name for f in missing]
+
+
+def txn_app_id(checkpoint: Path | str, settings: Settings | None = None) -> str:
     """A writer id that lives and dies with the checkpoint: a fresh checkpoint (batch ids from 0 again)
-    gets a fresh id, so Delta never mistakes its batches for ones it already has."""
+    gets a fresh id, so Delta never mistakes its batches for ones it already has. An s3a:// checkpoint
+    needs `settings` (to reach the store)."""
+    if is_object_store(checkpoint):
+        from tootlake.pipelines import storage
+
+        if settings is None:
+            raise ValueError("txn_app_id of an s3a:// checkpoint needs the settings")
+        location = f"{checkpoint}/{TXN_APP_ID_FILE}"
+        if not storage.is_file(settings, location):
+            storage.write_text(settings, location, f"tootlake-silver-{uuid.uuid4()}\n")
+        return storage.read_text(settings, location).strip()
+    checkpoint = Path(checkpoint)
     checkpoint.mkdir(parents=True, exist_ok=True)
     path = checkpoint / TXN_APP_ID_FILE
     if not path.exists():
@@ -343,12 +383,12 @@ def start_silver_query(
 ):
     lake = Lake(settings, spark)
     if not lake.exists(BRONZE_TABLE):
-        raise SilverError(f"no bronze table at {lake.path(BRONZE_TABLE)}: run `tootlake bronze` first")
+        raise SilverError(f"no bronze table at {lake.location(BRONZE_TABLE)}: run `tootlake bronze` first")
     stream = lake.read_stream(BRONZE_TABLE, max_files_per_trigger=max_files_per_trigger)
     query = (
         stream.writeStream.queryName("silver_posts")
         .foreachBatch(writer)
-        .option("checkpointLocation", str(settings.checkpoint_path("silver")))
+        .option("checkpointLocation", settings.checkpoint_uri("silver"))
     )
     return apply_trigger(query, trigger).start()
 
@@ -402,7 +442,7 @@ def run_silver(
             scorer = None
     elif scorer is Scoring.MODELS:
         scorer = build_scorer(spark, settings)
-    writer = SilverBatchWriter(settings, scorer, txn_app_id(settings.checkpoint_path("silver")))
+    writer = SilverBatchWriter(settings, scorer, txn_app_id(settings.checkpoint_uri("silver"), settings))
     if clock is not None:
         writer.clock = clock
     if dq is FROM_SETTINGS:
@@ -455,6 +495,9 @@ def silver_summary(spark: SparkSession, settings: Settings) -> dict:
         "processing_status": dist(live, "processing_status"),
         "threat_level": dist(live, "threat_level"),
         "sentiment": dist(live, "sentiment_label"),
+        # posts left unscored on purpose: language outside a model's coverage (models/coverage.json)
+        "scoring_note": dist(live.where("scoring_note IS NOT NULL"), "scoring_note")
+        if "scoring_note" in live.columns else {},
         "quarantine_rows": quarantined.count(),
         "quarantine_by_rule": dist(quarantined.select(F.explode("rules").alias("rule")), "rule"),
     }
@@ -470,6 +513,7 @@ def format_summary(summary: dict) -> str:
         line("processing status", summary["processing_status"]),
         line("threat level", summary["threat_level"]),
         line("sentiment", summary["sentiment"]),
+        line("unscored on purpose", summary.get("scoring_note", {})),
         f"  quarantine          {summary['quarantine_rows']} records",
         line("  by rule", summary["quarantine_by_rule"]),
     ])

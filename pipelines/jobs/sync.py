@@ -156,17 +156,17 @@ def run_sync(
     """
     lake = Lake(settings, spark)
     if not lake.exists(SILVER_TABLE):
-        raise SyncError(f"no Delta table at {lake.path(SILVER_TABLE)}: run `tootlake silver` first")
+        raise SyncError(f"no Delta table at {lake.location(SILVER_TABLE)}: run `tootlake silver` first")
     lake.ensure_change_feed(SILVER_TABLE, log=lambda line: log(f"[sync] {line}"))
     table_id = lake.table_id(SILVER_TABLE)
     targets = make_targets(settings, target, log)
     totals = {t.name: BatchCounts() for t in targets}
     failure: list[BaseException] = []
     rejected_total = [0]
-    checkpoint = settings.checkpoint_path(f"sync-{target}")
+    checkpoint = settings.checkpoint_uri(f"sync-{target}")
     from tootlake.pipelines.jobs.silver import txn_app_id
 
-    txn_id = txn_app_id(checkpoint)
+    txn_id = txn_app_id(checkpoint, settings)
     if dq is FROM_SETTINGS:
         from tootlake.pipelines.quality.guard import Guard
 
@@ -210,7 +210,7 @@ def run_sync(
         lake.read_stream(SILVER_TABLE, change_feed=True, max_files_per_trigger=max_files_per_trigger)
         .writeStream.queryName(f"sync_{target}")
         .foreachBatch(write)
-        .option("checkpointLocation", str(checkpoint))
+        .option("checkpointLocation", checkpoint)
     )
     query = apply_trigger(writer, trigger).start()
     try:
@@ -235,8 +235,7 @@ def run_sync(
             from tootlake.pipelines.databases.gold import copy_gold as copy_gold_tables
 
             pg = next(t for t in targets if t.name == "postgres")
-            gold_dir = settings.path(settings.lake_dir) / "gold"  # every gold table, discovered by copy_gold
-            result["gold_tables"] = copy_gold_tables(spark, pg.connect(), gold_dir, log)
+            result["gold_tables"] = copy_gold_tables(spark, pg.connect(), settings, log)
         return result
     finally:
         for t in targets:

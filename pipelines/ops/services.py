@@ -1,4 +1,6 @@
-"""Embedded services: a KRaft Kafka broker and a private PostgreSQL 15 cluster, both on loopback.
+"""Embedded services: a KRaft Kafka broker, a private PostgreSQL 15 cluster and, when the lake or the
+checkpoints are on `s3a://` and no S3_ENDPOINT is set, an S3-compatible object store (s3proxy over a
+folder), all on loopback.
 
 `tootlake services up|down|status` and the test fixtures call the functions here. When
 `KAFKA_BOOTSTRAP_SERVERS` / `POSTGRES_DSN` is set, that service is external: nothing is started, `up`
@@ -7,6 +9,10 @@ only checks that it answers.
 Files (relative to the project, from settings):
 - Kafka: `<state>/kafka/` (server.properties, log4j2.properties, data/), PID file `<state>/kafka.pid`,
   broker log `<log>/kafka.log` (JVM stdout/stderr in `<log>/kafka.out`).
+- s3proxy: `<state>/s3proxy/` (s3proxy.properties, data/ = the buckets), PID file `<state>/s3proxy.pid`,
+  log `<log>/s3proxy.log`; its generated key pair in `<state>/s3proxy.keys.json` (mode 0600), which
+  clients read through `Settings.s3_keys` (like the PostgreSQL password file). The lake's bucket is
+  created on start.
 - PostgreSQL: data directory `<state>/postgres/` (its `postmaster.pid` is the PID file), log
   `<log>/postgres.log`. Run as root (sessions, CI), the server runs as the `postgres` user the Debian
   package creates, because initdb refuses root; if that user cannot traverse the project's state folder
@@ -26,6 +32,7 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
+import json
 import logging
 import os
 import pwd
@@ -718,10 +725,177 @@ def stop_postgres(settings: Settings, timeout: int = int(STOP_TIMEOUT_S)) -> boo
     return True
 
 
-# --- both ----------------------------------------------------------------------------------------------
-def ensure_services(settings: Settings, kafka: bool = True, postgres: bool = True) -> list[ServiceStatus]:
-    """Start (or check) the requested services; returns once each answers, raises ServiceError otherwise."""
+# --- s3proxy (S3-compatible object storage over a folder) ------------------------------------------------
+S3PROXY_MAIN = "org.gaul.s3proxy.Main"
+S3PROXY_START_TIMEOUT_S = 120.0
+
+
+def _s3proxy_dir(settings: Settings) -> Path:
+    return settings.path(settings.state_dir) / "s3proxy"
+
+
+def s3proxy_pid_file(settings: Settings) -> Path:
+    return settings.path(settings.state_dir) / "s3proxy.pid"
+
+
+def s3proxy_log_file(settings: Settings) -> Path:
+    return settings.path(settings.log_dir) / "s3proxy.log"
+
+
+def _s3proxy_classpath(settings: Settings) -> str:
+    jars = settings.path(settings.jars_dir) / "s3proxy"
+    if not any(jars.glob("s3proxy-*.jar")):
+        raise ServiceError(f"no s3proxy jars in {jars}: run `make setup` first")
+    return f"{jars}/*"
+
+
+def _s3proxy_keys(settings: Settings) -> tuple[str, str]:
+    """The embedded store's key pair: S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY when set, else the generated
+    pair of `<state>/s3proxy.keys.json` (made on first start, mode 0600)."""
+    keys = settings.s3_keys()
+    if keys is None:
+        keys = (f"tootlake-{secrets.token_hex(8)}", secrets.token_urlsafe(32))
+        write_private_file(settings.s3_credentials_file,
+                           json.dumps({"access_key_id": keys[0], "secret_access_key": keys[1]}))
+    return keys
+
+
+def _s3proxy_properties(settings: Settings, data_dir: Path, keys: tuple[str, str]) -> str:
+    return "\n".join([
+        "# written by tootlake services up (secret inside: mode 0600); edit settings (S3*) instead",
+        f"s3proxy.endpoint=http://127.0.0.1:{settings.s3proxy_port}",
+        "s3proxy.authorization=aws-v2-or-v4",
+        f"s3proxy.identity={keys[0]}",
+        f"s3proxy.credential={keys[1]}",
+        "jclouds.provider=filesystem",
+        f"jclouds.filesystem.basedir={data_dir}",
+        "",
+    ])
+
+
+def s3_answers(settings: Settings) -> bool:
+    """True when the object store answers an authenticated request (the lake's bucket need not exist)."""
+    from tootlake.pipelines import storage
+
+    try:
+        storage.s3_filesystem(settings).get_file_info("tootlake-probe-bucket")
+    except OSError:
+        return False
+    return True
+
+
+def s3proxy_status(settings: Settings) -> ServiceStatus:
+    address = settings.s3_endpoint_url()
+    if not settings.uses_embedded_s3:
+        ok = s3_answers(settings)
+        return ServiceStatus("s3", ok, address, external=True, note="" if ok else "not answering")
+    pid_file = s3proxy_pid_file(settings)
+    pid = processes.read_pid(pid_file)
+    note = ""
+    if pid is not None and not _pid_alive(pid, S3PROXY_MAIN):
+        pid_file.unlink(missing_ok=True)
+        note = f"removed stale PID file {pid_file.name} (pid {pid} is gone)"
+        pid = None
+    if pid is None and _port_open(settings.s3proxy_port):
+        note = f"port {settings.s3proxy_port} is used by another process (S3PROXY_PORT)"
+    return ServiceStatus("s3", pid is not None, address, pid=pid, note=note)
+
+
+def _buckets(settings: Settings) -> list[str]:
+    from tootlake.pipelines.settings import is_object_store
+
+    found = []
+    for location in (settings.lake_dir, settings.checkpoint_dir):
+        if is_object_store(location):
+            found.append(str(location).removeprefix("s3a://").split("/", 1)[0])
+    return sorted(set(found))
+
+
+def _create_buckets(settings: Settings) -> None:
+    from tootlake.pipelines import storage
+
+    for bucket in _buckets(settings):
+        try:
+            storage.ensure_bucket(settings, f"s3a://{bucket}")
+        except OSError as exc:
+            raise ServiceError(f"could not create bucket {bucket} at {settings.s3_endpoint_url()}: "
+                               f"{exc}") from None
+
+
+def start_s3proxy(settings: Settings, timeout: float = S3PROXY_START_TIMEOUT_S) -> ServiceStatus:
+    """Start the embedded object store (or check the external one) and create the lake's bucket."""
+    if not settings.uses_embedded_s3:
+        if not s3_answers(settings):
+            raise ServiceError(f"the object store at S3_ENDPOINT={settings.s3_endpoint_url()} does not "
+                               "answer; check it is up and the S3_* settings (keys, region, path style)")
+        return s3proxy_status(settings)
+    current = s3proxy_status(settings)
+    if current.running:
+        log.info("s3proxy: already running (pid %s) on %s", current.pid, current.address)
+        _create_buckets(settings)
+        return current
+    if _port_open(settings.s3proxy_port):
+        raise _busy_port_error(settings.s3proxy_port, "S3PROXY_PORT")
+    t0 = time.monotonic()
+    sdir = _s3proxy_dir(settings)
+    data_dir = sdir / "data"
+    log_dir = settings.path(settings.log_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    props = sdir / "s3proxy.properties"
+    write_private_file(props, _s3proxy_properties(settings, data_dir, _s3proxy_keys(settings)))
+    cmd = [_java(), f"-Xmx{settings.s3proxy_heap}", "-Djava.awt.headless=true",
+           "-cp", _s3proxy_classpath(settings), S3PROXY_MAIN, "--properties", str(props)]
+    with open(s3proxy_log_file(settings), "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=sdir, start_new_session=True)
+    s3proxy_pid_file(settings).write_text(f"{proc.pid}\n")
+    log.info("s3proxy: starting (pid %d) on %s, buckets in %s", proc.pid, settings.s3_endpoint_url(),
+             data_dir)
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise ServiceError("s3proxy exited during start-up; last lines of "
+                               f"{s3proxy_log_file(settings)}:\n{_tail(s3proxy_log_file(settings))}")
+        return _port_open(settings.s3proxy_port) and s3_answers(settings)
+
+    try:
+        if not processes.wait_until(answers, timeout, every=0.5):
+            raise ServiceError(f"s3proxy did not answer on {settings.s3_endpoint_url()} within "
+                               f"{timeout:.0f} s; see {s3proxy_log_file(settings)}")
+        _create_buckets(settings)
+    except ServiceError:
+        _terminate(proc.pid, S3PROXY_MAIN, "s3proxy", timeout=5)
+        s3proxy_pid_file(settings).unlink(missing_ok=True)
+        raise
+    log.info("s3proxy: up in %.1f s", time.monotonic() - t0)
+    return ServiceStatus("s3", True, settings.s3_endpoint_url(), pid=proc.pid)
+
+
+def stop_s3proxy(settings: Settings, timeout: float = STOP_TIMEOUT_S) -> bool:
+    """Stop the embedded object store; returns True when it was running (the data folder stays)."""
+    current = s3proxy_status(settings) if settings.uses_embedded_s3 else None
+    if current is None:  # the lake may have moved back to a local folder: stop a running one anyway
+        pid = processes.read_pid(s3proxy_pid_file(settings))
+        if pid is None or not _pid_alive(pid, S3PROXY_MAIN):
+            return False
+        current = ServiceStatus("s3", True, "", pid=pid)
+    if not current.running or current.pid is None:
+        return False
+    log.info("s3proxy: stopping (pid %d)", current.pid)
+    _terminate(current.pid, S3PROXY_MAIN, "s3proxy", timeout)
+    s3proxy_pid_file(settings).unlink(missing_ok=True)
+    return True
+
+
+# --- all -----------------------------------------------------------------------------------------------
+def ensure_services(settings: Settings, kafka: bool = True, postgres: bool = True,
+                    s3: bool = True) -> list[ServiceStatus]:
+    """Start (or check) the requested services; returns once each answers, raises ServiceError otherwise.
+    The object store only when the lake or checkpoints are on s3a://."""
     statuses = []
+    if s3 and settings.uses_object_store:
+        statuses.append(start_s3proxy(settings))
     if kafka:
         statuses.append(start_kafka(settings))
     if postgres:
@@ -730,14 +904,20 @@ def ensure_services(settings: Settings, kafka: bool = True, postgres: bool = Tru
 
 
 def services_status(settings: Settings) -> list[ServiceStatus]:
-    return [kafka_status(settings), postgres_status(settings)]
+    statuses = [kafka_status(settings), postgres_status(settings)]
+    if settings.uses_object_store:
+        statuses.append(s3proxy_status(settings))
+    return statuses
 
 
-def stop_services(settings: Settings, kafka: bool = True, postgres: bool = True) -> list[str]:
+def stop_services(settings: Settings, kafka: bool = True, postgres: bool = True,
+                  s3: bool = True) -> list[str]:
     """Stop the embedded services; returns the names of those that were running."""
     stopped = []
     if kafka and stop_kafka(settings):
         stopped.append("kafka")
     if postgres and stop_postgres(settings):
         stopped.append("postgres")
+    if s3 and stop_s3proxy(settings):
+        stopped.append("s3proxy")
     return stopped

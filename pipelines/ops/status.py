@@ -24,7 +24,7 @@ from typing import Any
 
 from tootlake.catalog.vocab import DQ_METRICS, SILVER_POSTS_QUARANTINE
 from tootlake.pipelines.ops.supervisor import STAGE_CHECKPOINTS, STAGE_TABLES, read_state, stage_log_dir
-from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.settings import Settings, is_object_store
 
 KAFKA_TIMEOUT_S = 1.5
 _BATCH_LINE = re.compile(r"\[[\w-]+\] batch (\d+): (\d+) rows")
@@ -102,6 +102,49 @@ def checkpoint_info(checkpoint: Path) -> dict[str, Any] | None:
         offsets = json.loads(lines[2])
     return {"batch": last, "committed_at": at.isoformat(timespec="seconds"), "offsets": offsets,
             "age_s": round(time.time() - at.timestamp(), 1)}
+
+
+def remote_checkpoint_info(settings: Settings, checkpoint: str) -> dict[str, Any] | None:
+    """`checkpoint_info` of a checkpoint on object storage (an s3a:// URI)."""
+    from tootlake.pipelines import storage
+
+    commits = sorted(int(n) for n in storage.file_names(settings, f"{checkpoint}/commits") if n.isdigit())
+    if not commits:
+        return None
+    last = commits[-1]
+    at = storage.modified_at(settings, f"{checkpoint}/commits/{last}") or datetime.now(UTC)
+    offsets = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        offsets = json.loads(storage.read_text(settings, f"{checkpoint}/offsets/{last}").splitlines()[2])
+    return {"batch": last, "committed_at": at.isoformat(timespec="seconds"), "offsets": offsets,
+            "age_s": round(time.time() - at.timestamp(), 1)}
+
+
+def _checkpoint(settings: Settings, name: str) -> dict[str, Any] | None:
+    if is_object_store(settings.checkpoint_dir):
+        try:
+            return remote_checkpoint_info(settings, settings.checkpoint_uri(name))
+        except OSError:  # the store is down: the services line says so
+            return None
+    return checkpoint_info(settings.checkpoint_path(name))
+
+
+def _s3(settings: Settings) -> dict[str, Any]:
+    """The object store answers? (a listing of the lake's bucket)."""
+    from tootlake.pipelines import storage
+
+    info: dict[str, Any] = {"address": settings.s3_endpoint_url(), "up": False}
+    location = settings.location(settings.lake_dir if is_object_store(settings.lake_dir)
+                                 else settings.checkpoint_dir)
+    bucket = location.removeprefix("s3a://").split("/", 1)[0]
+    try:
+        filesystem, _ = storage.resolve(settings, location)
+        info["up"] = filesystem.get_file_info(bucket).type != storage.pafs.FileType.NotFound
+        if not info["up"]:
+            info["note"] = f"bucket {bucket} does not exist"
+    except OSError as exc:
+        info["note"] = "not answering: " + (str(exc).strip().splitlines() or ["?"])[0][:120]
+    return info
 
 
 def kafka_lag(end_offsets: dict[str, int] | None, bronze_offsets: dict[str, Any] | None,
@@ -224,10 +267,11 @@ def _dq(settings: Settings, tables: dict[str, Any]) -> dict[str, Any] | None:
 # --- all together --------------------------------------------------------------------------------------
 def collect_status(settings: Settings) -> dict[str, Any]:
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         kafka_future = pool.submit(_kafka, settings)
         postgres_future = pool.submit(_postgres, settings)
         tables_future = pool.submit(_tables, settings)
+        s3_future = pool.submit(_s3, settings) if settings.uses_object_store else None
         kafka, postgres = kafka_future.result(), postgres_future.result()
         try:
             tables = tables_future.result()
@@ -236,7 +280,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     supervisor = read_state(settings)
     stages: dict[str, Any] = {}
     for stage, checkpoint_name in STAGE_CHECKPOINTS.items():
-        info: dict[str, Any] = {"checkpoint": checkpoint_info(settings.checkpoint_path(checkpoint_name))}
+        info: dict[str, Any] = {"checkpoint": _checkpoint(settings, checkpoint_name)}
         line = _last_batch_line(stage_log_dir(settings) / f"{stage}.log")
         if line:
             info["last_logged_batch"] = line
@@ -253,7 +297,8 @@ def collect_status(settings: Settings) -> dict[str, Any]:
                     settings.kafka_topic)
     result = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "services": {"kafka": {k: v for k, v in kafka.items() if k != "end_offsets"}, "postgres": postgres},
+        "services": {"kafka": {k: v for k, v in kafka.items() if k != "end_offsets"}, "postgres": postgres,
+                     **({"s3": s3_future.result()} if s3_future is not None else {})},
         "supervisor": None if supervisor is None else {
             k: supervisor.get(k) for k in ("alive", "pid", "started_at", "updated_at", "rss_bytes",
                                            "peak_rss_bytes")},
@@ -276,6 +321,8 @@ def healthy(status: dict[str, Any]) -> bool:
     """Services up, and no stage of a running supervisor failing (backoff/failed)."""
     services = status["services"]
     if not (services["kafka"]["up"] and services["postgres"]["up"]):
+        return False
+    if "s3" in services and not services["s3"]["up"]:
         return False
     sup = status.get("supervisor")
     if sup and sup.get("alive"):

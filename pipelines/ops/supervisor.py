@@ -38,7 +38,7 @@ from pydantic_settings import NoDecode
 
 from tootlake.catalog.vocab import BRONZE_POSTS_RAW, GOLD_POSTS_PER_MINUTE, SILVER_POSTS
 from tootlake.pipelines.ops.processes import is_running, tree_rss, wait_until
-from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, write_secrets_file
+from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, is_object_store, write_secrets_file
 
 Log = Callable[[str], None]
 logger = logging.getLogger(__name__)
@@ -69,7 +69,32 @@ class Stage:
     name: str
     argv: tuple[str, ...]
     finite: bool = False
-    needs: tuple[Path, ...] = ()
+    needs: tuple[Path | TableReady, ...] = ()
+
+
+class TableReady:
+    """A stage's `needs` entry for a table on object storage: `exists()` once the table has a commit."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings, self.name = settings, name
+
+    def exists(self) -> bool:
+        from tootlake.pipelines.lake import Lake
+
+        try:
+            return Lake(self.settings).exists(self.name)
+        except OSError:  # the store does not answer yet: not ready
+            return False
+
+    def __str__(self) -> str:
+        return self.settings.table_uri(self.name)
+
+
+def _table_ready(settings: Settings, name: str) -> Path | TableReady:
+    """What a stage waits for: the table's `_delta_log` folder (local lake) or its first commit (s3a)."""
+    if is_object_store(settings.lake_dir):
+        return TableReady(settings, name)
+    return settings.table_path(name) / "_delta_log"
 
 
 def _job(module: str, *args: str, python: str = sys.executable) -> tuple[str, ...]:
@@ -80,8 +105,8 @@ def continuous_stages(settings: Settings, producer: bool = True, producer_args: 
                       python: str = sys.executable) -> list[Stage]:
     """producer (replay by default) -> bronze -> silver -> gold stream -> sync, all continuous."""
     trigger = f"{settings.run_trigger_s} seconds"
-    bronze_log = (settings.table_path(STAGE_TABLES["bronze"]) / "_delta_log",)
-    silver_log = (settings.table_path(STAGE_TABLES["silver"]) / "_delta_log",)
+    bronze_log = (_table_ready(settings, STAGE_TABLES["bronze"]),)
+    silver_log = (_table_ready(settings, STAGE_TABLES["silver"]),)
     stages = []
     if producer:
         stages.append(Stage("producer", (python, "-m", "tootlake.pipelines.cli", "producer", "run",

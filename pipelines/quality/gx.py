@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.expectations.suites import LAYERS, SUITES
-from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.settings import Settings, is_object_store
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,10 @@ class LayerValidation:
 
 
 def gx_root(settings: Settings) -> Path:
+    """The GX project (suites, Data Docs, the DQ report): `<lake>/dq`, or `<state>/dq` when the lake is on
+    object storage (these are local HTML files, not lake tables)."""
+    if is_object_store(settings.lake_dir):
+        return settings.path(settings.state_dir) / "dq"
     return settings.path(settings.lake_dir) / "dq"
 
 
@@ -89,7 +93,8 @@ def _sample(settings: Settings, table: str, rows: int):
 
     lake = Lake(settings)
     if not lake.exists(table):
-        raise FileNotFoundError(f"no Delta table {table} at {lake.path(table)}: run that layer's job first")
+        raise FileNotFoundError(f"no Delta table {table} at {lake.location(table)}: "
+                                "run that layer's job first")
     dataset = lake.table(table).to_pyarrow_dataset()
     total = dataset.count_rows()
     return dataset.head(rows).to_pandas(), total

@@ -137,7 +137,7 @@ def render(settings: Settings, out: Path, now: datetime | None = None) -> str:
              f"<style>{_CSS}</style></head><body>",
              "<h1>tootlake data quality</h1>",
              f"<p class='muted'>Generated {esc(now.strftime('%Y-%m-%d %H:%M:%S UTC'))} from "
-             f"{esc(str(settings.table_path(METRICS_TABLE)))}: {metrics.shape[0]} metric rows, "
+             f"{esc(settings.table_uri(METRICS_TABLE))}: {metrics.shape[0]} metric rows, "
              f"{runs['run_id'].nunique() if not runs.empty else 0} runs.</p>"]
     index = docs_index(settings)
     if index.exists():
