@@ -3,7 +3,7 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration test-oracle lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq bench-fuzz bench-freshness notebooks clean run run-once status drill
+.PHONY: setup demo test test-unit test-integration test-objectstore test-oracle lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq bench-fuzz bench-freshness notebooks clean run run-once status drill
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
@@ -19,6 +19,9 @@ test-unit: setup
 
 test-integration: setup
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test-objectstore: setup  ## run --once on an s3a:// lake (embedded s3proxy) vs a local lake; sql + status on S3
+	$(PY) -m pytest -m integration tests/integration/test_objectstore.py $(PYTEST_ARGS)
 
 # Oracle (ORACLE_DSN, ORACLE_USER, ORACLE_PASSWORD [, ORACLE_WALLET_DIR] in .env): the randomised sync
 # sequences and the fixed scenario on your database; fails when Oracle is not configured.

@@ -40,7 +40,7 @@ def require(settings: Settings, *names: str) -> None:
     """Stop a notebook early, saying what to run, when a table it reads is not in the lake yet."""
     missing = [name for name in names if name not in lake.list_tables(settings)]
     if missing:
-        raise lake.LakeError(f"{', '.join(missing)} not in {settings.path(settings.lake_dir)} yet: run "
+        raise lake.LakeError(f"{', '.join(missing)} not in {settings.location(settings.lake_dir)} yet: run "
                              "`make demo` (or `tootlake silver` / `tootlake gold`) first")
 
 

@@ -3,7 +3,8 @@
 # Idempotent: every step checks a stamp or a file first, so a re-run with everything in place takes seconds.
 #   1. .venv with python3.11            (skipped when .venv/bin/python exists)
 #   2. pip install -e '.[dev]'          (only when pyproject.toml's hash differs from .venv/.tootlake-pyproject.sha)
-#   3. jars/spark and jars/kafka        (mvn copy-dependencies; only when the pom's hash differs from the stamp)
+#   3. jars/spark, jars/kafka, jars/s3a (hadoop-aws + AWS SDK bundle) and jars/s3proxy
+#                                       (mvn copy-dependencies; only when the pom's hash differs from the stamp)
 #   4. PostgreSQL 15 server binaries    (apt-get, only when /usr/lib/postgresql/15/bin/initdb is missing)
 #   5. Chromium                         (apt-get, only when `chromium` is not on PATH; the dq report test)
 # Quiet on success (one line per step with its time); on failure the step's output is shown.
@@ -78,7 +79,7 @@ fetch_jars() {  # fetch_jars NAME: scripts/jars/NAME/pom.xml -> jars/NAME
     rm -rf "$out.tmp" && mkdir -p "$out.tmp"
     run_step "jars/$name (maven)" mvn -B -q -f "$pom" dependency:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$ROOT/$out.tmp"
-    if [[ "$name" == spark ]]; then
+    if [[ "$name" == spark || "$name" == s3a ]]; then   # both go on Spark's classpath
         prune_spark_jars "$out.tmp"
     fi
     echo "$want" >"$out.tmp/.pom.sha"
@@ -103,6 +104,8 @@ prune_spark_jars() {
 
 fetch_jars spark
 fetch_jars kafka
+fetch_jars s3a       # the s3a:// filesystem for Spark (lake / checkpoints on object storage)
+fetch_jars s3proxy   # the embedded S3-compatible store of `services up` (lake on s3a://, no S3_ENDPOINT)
 
 # --- 4. PostgreSQL 15 ----------------------------------------------------------------------------------
 if [[ ! -x /usr/lib/postgresql/15/bin/initdb ]]; then

@@ -46,7 +46,7 @@ def run_demo(settings: Settings, log: Log = print, max_posts: int | None = None)
     bronze_report = run_bronze(spark, settings, log=lambda line: log(f"   {line}"))
     from tootlake.pipelines.lake import Lake
 
-    bronze_path = settings.table_path(BRONZE_TABLE)
+    bronze_path = settings.table_uri(BRONZE_TABLE)
     total = Lake(settings, spark).read(BRONZE_TABLE).count()
     log(f"   this run: {bronze_report.rows} new rows; table total {total} rows at {bronze_path}")
     _done(log, started)
@@ -99,6 +99,6 @@ def run_demo(settings: Settings, log: Log = print, max_posts: int | None = None)
     log(f"   report: {write_report(settings)}  (`tootlake dq report` rewrites it)")
     _done(log, started)
 
-    log("\nDone. Tables live under " + str(settings.path(settings.lake_dir)))
+    log("\nDone. Tables live under " + settings.location(settings.lake_dir))
     log("Services keep running; stop them with `tootlake services down`.")
     return 0

@@ -286,7 +286,7 @@ class Drill:
     def run(self) -> DrillReport:
         started = time.monotonic()
         s = self.settings
-        self.log(f"[drill] topic {s.kafka_topic}, database {s.postgres_db}, lake {s.path(s.lake_dir)}")
+        self.log(f"[drill] topic {s.kafka_topic}, database {s.postgres_db}, lake {s.location(s.lake_dir)}")
         for status in services.ensure_services(s):
             self.log(f"[drill] {status.line()}")
         from tootlake.pipelines.databases.dbinit import init_postgres
