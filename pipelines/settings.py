@@ -115,9 +115,10 @@ class Settings(BaseSettings):
     s3_tls: bool | None = None  # unset: from the endpoint's scheme (https unless it says http://)
     s3_access_key_id: SecretStr | None = None  # unset with the embedded s3proxy: its generated key file
     s3_secret_access_key: SecretStr | None = None
-    # delta-rs commits (DQ metrics, restore): "unsafe_rename" = one writer per table; "conditional_put"
-    # (If-None-Match, AWS S3 and most stores) or "dynamodb" (DELTA_DYNAMO_TABLE_NAME etc. from the env)
-    s3_delta_rs_commit: Literal["unsafe_rename", "conditional_put", "dynamodb"] = "unsafe_rename"
+    # delta-rs commits (DQ metrics, restore): "unsafe_rename" = one writer per table at a time;
+    # "conditional_put" = put-if-absent (If-None-Match: AWS S3 since 2024, R2, ...). delta-rs 1.x has no
+    # DynamoDB lock any more.
+    s3_delta_rs_commit: Literal["unsafe_rename", "conditional_put"] = "unsafe_rename"
     s3proxy_port: int = Field(19000, ge=1024, le=65535)
     s3proxy_heap: str = "256m"
 
@@ -312,10 +313,8 @@ class Settings(BaseSettings):
             options["AWS_ACCESS_KEY_ID"], options["AWS_SECRET_ACCESS_KEY"] = keys
         if self.s3_delta_rs_commit == "unsafe_rename":
             options["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
-        elif self.s3_delta_rs_commit == "conditional_put":
-            options["AWS_CONDITIONAL_PUT"] = "etag"
         else:
-            options["AWS_S3_LOCKING_PROVIDER"] = "dynamodb"
+            options["AWS_CONDITIONAL_PUT"] = "etag"
         return options
 
     def spark_s3a_conf(self) -> dict[str, str]:
