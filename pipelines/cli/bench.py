@@ -7,7 +7,7 @@ a benchmark).
 from __future__ import annotations
 
 from tootlake.models import bench as models_bench
-from tootlake.pipelines.bench import bronze, dq, freshness, fuzz, gold, silver, sync
+from tootlake.pipelines.bench import bronze, dq, freshness, fuzz, gold, objectstore, silver, sync
 
 # (sub-command, module, one-line help)
 BENCHES = (
@@ -20,6 +20,7 @@ BENCHES = (
     ("fuzz", fuzz, "hostile records through broker, bronze, silver and sync"),
     ("freshness", freshness,
      "per-post latency Kafka -> PROCESSEDPOSTS under `tootlake run`, backlog, peak RSS, CPU"),
+    ("objectstore", objectstore, "bronze and silver rows/s on an s3a:// lake vs a local lake (ratio)"),
 )
 
 
