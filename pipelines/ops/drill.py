@@ -339,6 +339,21 @@ class Drill:
         self.log("\n[drill] " + self.report.summary().replace("\n", "\n[drill] "))
         return self.report
 
+    def _outage(self, service: str, stop: Callable[[Settings], Any], start: Callable[[Settings], Any],
+                parts_left: int, stage: str) -> None:
+        """Stop `service` for outage_s (status shown half-way), start it, inject the next part of the
+        replay and wait until `stage` commits again."""
+        self.log(f"[drill] stopping {service} for {self.outage_s:.0f} s")
+        stop(self.settings)
+        time.sleep(self.outage_s / 2)
+        self.show_status(f"{service} down")
+        time.sleep(self.outage_s / 2)
+        start(self.settings)
+        back = time.time()
+        self.log(f"[drill] {service} is back")
+        self._inject(parts_left=parts_left)
+        self.wait_commit(stage, back, f"{service} outage")
+
     def _inject(self, parts_left: int) -> None:
         """Send the next share of the held-back events (fresh posts for the stages to show recovery)."""
         from tootlake.pipelines.source.producer import produce_events
@@ -350,7 +365,6 @@ class Drill:
             self.log(f"[drill] sent {report.delivered} fresh events myself")
 
     def _faults(self, expected: set[str]) -> None:
-        s = self.settings
         # 1. the producer, early: it restarts and resumes (its last unconfirmed second reaches Kafka twice)
         self._wait("the producer to send posts", lambda: self._kafka_end_total() >= 30, self.stage_timeout_s)
         before = self._kafka_end_total()
@@ -369,29 +383,10 @@ class Drill:
         # 2. each Spark stage as soon as it has committed its first batch (the kills overlap: shorter drill)
         self._kill_spark_stages()
 
-        # 3. the broker
-        self.log(f"[drill] stopping Kafka for {self.outage_s:.0f} s")
-        services.stop_kafka(s)
-        time.sleep(self.outage_s / 2)
-        self.show_status("Kafka down")
-        time.sleep(self.outage_s / 2)
-        services.start_kafka(s)
-        back = time.time()
-        self.log("[drill] Kafka is back")
-        self._inject(parts_left=2)
-        self.wait_commit("bronze", back, "Kafka outage")
-
-        # 4. PostgreSQL
-        self.log(f"[drill] stopping PostgreSQL for {self.outage_s:.0f} s")
-        services.stop_postgres(s)
-        time.sleep(self.outage_s / 2)
-        self.show_status("PostgreSQL down")
-        time.sleep(self.outage_s / 2)
-        services.start_postgres(s)
-        back = time.time()
-        self.log("[drill] PostgreSQL is back")
-        self._inject(parts_left=1)
-        self.wait_commit("sync", back, "PostgreSQL outage")
+        # 3. the broker, then 4. PostgreSQL
+        self._outage("Kafka", services.stop_kafka, services.start_kafka, parts_left=2, stage="bronze")
+        self._outage("PostgreSQL", services.stop_postgres, services.start_postgres, parts_left=1,
+                     stage="sync")
 
         # 5. drain
         self._wait(
