@@ -16,7 +16,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMATS = ("tweeteval-hate", "tweeteval-offensive", "tweeteval-sentiment", "davidson")
+FORMATS = ("tweeteval-hate", "tweeteval-offensive", "tweeteval-sentiment", "davidson", "umsab")
+
+# UMSAB (XLM-T's multilingual tweet sentiment, same 0/1/2 labels as TweetEval sentiment): ISO 639-1 code ->
+# the data set's folder (`<shared data>/umsab-multilingual-sentiment/<folder>/{train,val}_{text,labels}.txt`).
+UMSAB_DIR = "umsab-multilingual-sentiment"
+UMSAB_LANGUAGES = {"ar": "arabic", "de": "german", "en": "english", "es": "spanish", "fr": "french",
+                   "hi": "hindi", "it": "italian", "pt": "portuguese"}
 
 
 class DataFormatError(ValueError):
@@ -96,6 +102,15 @@ def read_davidson(csv_file: Path) -> Labelled:
             texts.append(row.get("tweet") or "")
             labels.append(value)
     return Labelled(texts, labels)
+
+
+def umsab_files(data_dir: Path, language: str, split: str = "val") -> tuple[Path, Path]:
+    """(text file, labels file) of one UMSAB language's split; `language` is a code of UMSAB_LANGUAGES."""
+    if language not in UMSAB_LANGUAGES:
+        raise DataFormatError(f"UMSAB has no language {language!r}; one of {', '.join(UMSAB_LANGUAGES)} "
+                              "(or all)")
+    folder = Path(data_dir) / UMSAB_DIR / UMSAB_LANGUAGES[language]
+    return folder / f"{split}_text.txt", folder / f"{split}_labels.txt"
 
 
 def shared_data_dir() -> Path:

@@ -14,7 +14,7 @@ from tootlake.models.data import FORMATS, DataFormatError, Labelled, read_davids
 from tootlake.models.metrics import FORMAT_CLASSES, classification_metrics, threat_decide
 
 THREAT_FORMATS = ("tweeteval-hate", "tweeteval-offensive", "davidson")
-SENTIMENT_FORMATS = ("tweeteval-sentiment",)
+SENTIMENT_FORMATS = ("tweeteval-sentiment", "umsab")
 
 
 def read_labelled(fmt: str, text: Path | None = None, labels: Path | None = None,
@@ -52,7 +52,8 @@ def evaluate_threat(data: Labelled, fmt: str, model=None, batch_size: int = 32) 
     return result
 
 
-def evaluate_sentiment(data: Labelled, spark, model=None, model_path: Path | None = None) -> dict:
+def evaluate_sentiment(data: Labelled, spark, model=None, model_path: Path | None = None,
+                       fmt: str = "tweeteval-sentiment") -> dict:
     from tootlake.models.sentiment import LABELS, load_sentiment_model, model_version, score_sentiment
 
     model = model or load_sentiment_model(spark, model_path)
@@ -62,10 +63,34 @@ def evaluate_sentiment(data: Labelled, spark, model=None, model_path: Path | Non
     seconds = time.perf_counter() - started
     pred = predictions_in_order(len(data.texts), rows["_row"].tolist(), rows["sentiment_label"].tolist(),
                                 LABELS)
-    result = classification_metrics(data.labels, pred, FORMAT_CLASSES["tweeteval-sentiment"])
+    result = classification_metrics(data.labels, pred, FORMAT_CLASSES[fmt])
     result.update(posts_per_s=round(len(data.texts) / max(seconds, 1e-9), 1),
-                  model_version=model_version(model_path), format="tweeteval-sentiment")
+                  model_version=model_version(model_path), format=fmt)
     return result
+
+
+def per_language_summary(results: dict[str, dict], reference: str = "en") -> dict:
+    """{language: metrics} -> the per-language table's figures and the mean macro-F1 of the languages other
+    than `reference` (the issue's headline: the 7 non-English UMSAB languages)."""
+    others = [r["macro_f1"] for lang, r in results.items() if lang != reference]
+    return {
+        "languages": {lang: {"n": r["n"], "macro_f1": r["macro_f1"], "macro_recall": r["macro_recall"],
+                             "accuracy": r["accuracy"]} for lang, r in results.items()},
+        f"mean_macro_f1_non_{reference}": float(np.mean(others)) if others else None,
+        f"{reference}_macro_f1": results[reference]["macro_f1"] if reference in results else None,
+    }
+
+
+def format_language_table(summary: dict, reference: str = "en") -> str:
+    """The per-language table `--language all` prints (percent, one decimal)."""
+    lines = ["language      n  macro-F1  macro-recall  accuracy"]
+    for lang, r in summary["languages"].items():
+        lines.append(f"{lang:<8} {r['n']:>6}  {100 * r['macro_f1']:>8.1f}  {100 * r['macro_recall']:>12.1f}  "
+                     f"{100 * r['accuracy']:>8.1f}")
+    mean = summary.get(f"mean_macro_f1_non_{reference}")
+    if mean is not None:
+        lines.append(f"mean macro-F1 of the languages other than {reference}: {100 * mean:.1f}")
+    return "\n".join(lines)
 
 
 class MissingPredictionsError(RuntimeError):

@@ -17,6 +17,7 @@ FORMAT_CLASSES = {
     "tweeteval-offensive": ["not-offensive", "offensive"],
     "davidson": ["hate", "offensive", "neither"],
     "tweeteval-sentiment": ["negative", "neutral", "positive"],
+    "umsab": ["negative", "neutral", "positive"],  # multilingual tweet sentiment, TweetEval's labels
 }
 _DAVIDSON_FROM_MODEL = np.array([2, 1, 0])  # model classes none/offensive/hate -> Davidson 2/1/0
 

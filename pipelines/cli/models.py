@@ -60,6 +60,15 @@ def register(subparsers) -> None:
     ev.add_argument("--text", type=Path, help="one text per line (TweetEval *_text.txt)")
     ev.add_argument("--labels", type=Path, help="one integer label per line (TweetEval *_labels.txt)")
     ev.add_argument("--csv", type=Path, help="Davidson CSV (columns class, tweet)")
+    ev.add_argument("--language", default=None,
+                    help="umsab: score the shared data's split of this language (ar de en es fr hi it pt), "
+                         "or `all` for each in turn (a per-language table on stderr, the mean macro-F1 of "
+                         "the non-English ones in the JSON)")
+    ev.add_argument("--split", default="val",
+                    help="umsab with --language: the split's file prefix (default val; the test split is "
+                         "held out and not shipped)")
+    ev.add_argument("--data-dir", type=Path, default=None,
+                    help="umsab with --language: default the setting SHARED_DATA_DIR (../shared/data)")
     ev.add_argument("--model-dir", type=Path, default=None, help="artifact folder (default: packaged)")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--threads", type=int, default=None, help="threat: onnxruntime intra-op threads")
@@ -82,6 +91,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.csv is not None and (args.text is not None or args.labels is not None):
         _err("give either --csv FILE or --text FILE --labels FILE, not both")
         return 2
+    if args.language is not None:
+        return _evaluate_languages(args)
     try:
         data = read_labelled(args.fmt, args.text, args.labels, args.csv)
     except DataFormatError as exc:
@@ -112,9 +123,60 @@ def _evaluate(args: argparse.Namespace) -> int:
         except SentimentModelError as exc:
             _err(str(exc))
             return 2
-        result = evaluate_sentiment(data, spark, model, args.model_dir)
+        result = evaluate_sentiment(data, spark, model, args.model_dir, fmt=args.fmt)
     print(f"{args.fmt}: macro-F1 {result['macro_f1']:.4f}, macro-recall {result['macro_recall']:.4f}, "
           f"accuracy {result['accuracy']:.4f}, {result['posts_per_s']} posts/s", file=sys.stderr, flush=True)
+    print(json.dumps(result, sort_keys=True), flush=True)
+    return 0
+
+
+def _evaluate_languages(args: argparse.Namespace) -> int:
+    """`--format umsab --language xx|all`: the shared data's split per language, one model load."""
+    from tootlake.models.data import UMSAB_LANGUAGES, umsab_files
+    from tootlake.models.evaluate import (
+        evaluate_sentiment,
+        format_language_table,
+        per_language_summary,
+        read_labelled,
+    )
+
+    if args.fmt != "umsab":
+        _err(f"--language is for --format umsab (per-language sentiment data), not {args.fmt}")
+        return 2
+    if args.text is not None or args.labels is not None or args.csv is not None:
+        _err("--language reads the shared data's files; give either --language or --text/--labels")
+        return 2
+    language = args.language.strip().lower()
+    languages = list(UMSAB_LANGUAGES) if language == "all" else [language]
+    data_dir = args.data_dir or shared_data_dir()
+    try:
+        sets = {lang: read_labelled("umsab", *umsab_files(data_dir, lang, args.split)) for lang in languages}
+    except DataFormatError as exc:
+        _err(str(exc))
+        return 2
+    from tootlake.models.sentiment import SentimentModelError, load_sentiment_model
+    from tootlake.pipelines.settings import load_settings
+    from tootlake.pipelines.spark import build_spark
+
+    spark = build_spark(load_settings(), "tootlake-models-evaluate")
+    try:
+        model = load_sentiment_model(spark, args.model_dir)
+    except SentimentModelError as exc:
+        _err(str(exc))
+        return 2
+    results = {}
+    for lang, data in sets.items():
+        results[lang] = evaluate_sentiment(data, spark, model, args.model_dir, fmt="umsab")
+        print(f"umsab {lang} ({args.split}, {len(data.texts)}): macro-F1 {results[lang]['macro_f1']:.4f}, "
+              f"macro-recall {results[lang]['macro_recall']:.4f}", file=sys.stderr, flush=True)
+    if len(results) == 1:
+        (result,) = results.values()
+        result.update(language=languages[0], split=args.split)
+    else:
+        result = per_language_summary(results)
+        version = next(iter(results.values()))["model_version"]
+        result.update(split=args.split, format="umsab", model_version=version)
+        print(format_language_table(result), file=sys.stderr, flush=True)
     print(json.dumps(result, sort_keys=True), flush=True)
     return 0
 

@@ -212,3 +212,51 @@ def test_a_missing_sentiment_prediction_is_an_error_not_a_random_label(monkeypat
 
     with pytest.raises(MissingPredictionsError, match="no usable prediction for 1 of 4 examples"):
         _evaluate_sentiment_with(monkeypatch, rows, [0, 1, 2, 2])
+
+
+# --- per-language sentiment (UMSAB) -------------------------------------------------------------------
+def test_umsab_files_name_the_language_folders(tmp_path: Path):
+    from tootlake.models.data import UMSAB_LANGUAGES, umsab_files
+
+    assert sorted(UMSAB_LANGUAGES) == ["ar", "de", "en", "es", "fr", "hi", "it", "pt"]
+    text, labels = umsab_files(tmp_path, "pt")
+    assert (text.parent.name, text.name, labels.name) == ("portuguese", "val_text.txt", "val_labels.txt")
+    with pytest.raises(DataFormatError, match="no language 'ja'"):
+        umsab_files(tmp_path, "ja")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--format", "tweeteval-sentiment", "--language", "de"], "--language is for --format umsab"),
+    (["--format", "umsab", "--language", "ja"], "UMSAB has no language 'ja'"),
+    (["--format", "umsab", "--language", "de", "--text", "x.txt", "--labels", "y.txt"], "either --language"),
+])
+def test_language_option_errors_before_loading_anything(tmp_path: Path, capsys, argv, message):
+    rc, _, err = _run(capsys, ["models", "evaluate", "sentiment", *argv, "--data-dir", str(tmp_path)])
+    assert rc == 2 and message in err
+
+
+def test_language_needs_the_split_files(tmp_path: Path, capsys):
+    rc, _, err = _run(capsys, ["models", "evaluate", "sentiment", "--format", "umsab", "--language", "all",
+                               "--data-dir", str(tmp_path)])
+    assert rc == 2 and "arabic/val_text.txt: no such file" in err
+
+
+def test_threat_is_not_evaluated_on_umsab(capsys, tmp_path: Path):
+    text_file, labels_file = _write(tmp_path, TEXTS, [y % 3 for y in LABELS])
+    rc, _, err = _run(capsys, ["models", "evaluate", "threat", "--format", "umsab", "--text", str(text_file),
+                               "--labels", str(labels_file)])
+    assert rc == 2 and "not umsab" in err
+
+
+def test_per_language_summary_and_table():
+    from tootlake.models.evaluate import format_language_table, per_language_summary
+
+    def result(f1: float) -> dict:
+        return {"n": 324, "macro_f1": f1, "macro_recall": f1 + 0.01, "accuracy": f1 + 0.02}
+
+    summary = per_language_summary({"en": result(0.74), "de": result(0.45), "fr": result(0.31)})
+    assert summary["mean_macro_f1_non_en"] == pytest.approx(0.38)  # English left out of the mean
+    assert summary["en_macro_f1"] == 0.74 and set(summary["languages"]) == {"en", "de", "fr"}
+    table = format_language_table(summary)
+    assert "de          324      45.0          46.0      47.0" in table
+    assert table.endswith("mean macro-F1 of the languages other than en: 38.0")
