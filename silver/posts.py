@@ -28,6 +28,7 @@ from tootlake.catalog.vocab import (
     SILVER_POSTS,
     THREAT_LEVELS,
 )
+from tootlake.silver.coverage import Languages, scoring_note
 from tootlake.silver.schema import PLATFORM_MASTODON, POSTS_SCHEMA
 
 SCORE_COLUMNS = [
@@ -40,6 +41,7 @@ SCORE_COLUMNS = [
     "sentiment_score",
     "sentiment_model_version",
     "processing_status",
+    "scoring_note",
 ]
 # Content columns a tombstone nulls (with SCORE_COLUMNS except the model versions).
 CONTENT_COLUMNS = ["spoiler_text", "content_html", "text", "text_length", "hashtags"]
@@ -124,12 +126,15 @@ def plan_scoring(
     threat_model_version: str | None,
     sentiment_model_version: str | None,
     retry_failed: bool = True,
+    coverage: Languages | None = None,
 ) -> DataFrame:
     """Adds `needs_scoring` and `is_new_post` (silver has no row for it yet) and carries the stored
     scores over when the post need not be scored again.
 
     A post is scored when it is new, its text changed, a model version changed, or its last scoring
-    failed (unless `retry_failed` is false: no models this run); tombstones are never scored.
+    failed (unless `retry_failed` is false: no models this run), or (with `coverage`: the languages each
+    model of this run covers) its stored `scoring_note` is not the one the coverage gives now (the
+    coverage changed, or the row predates the note); tombstones are never scored.
     `current` is silver/posts as it stands (any superset of post_id, text, created_at, edited_at,
     is_deleted and SCORE_COLUMNS).
     """
@@ -153,6 +158,9 @@ def plan_scoring(
         | ~F.col("_stored_threat_model_version").eqNullSafe(F.lit(threat_model_version))
         | ~F.col("_stored_sentiment_model_version").eqNullSafe(F.lit(sentiment_model_version))
     )
+    if coverage is not None:
+        expected = scoring_note(F.col("language"), coverage)
+        changed = changed | ~F.col("_stored_scoring_note").eqNullSafe(expected)
     needs = ~F.col("is_deleted") & ~ignored & changed
     # silver has no row for this post yet (is_deleted is never null in a stored row)
     out = joined.withColumns({"needs_scoring": needs, "is_new_post": F.col("_stored_is_deleted").isNull()})

@@ -52,7 +52,8 @@ POSTS_SCHEMA = StructType(
         StructField("sentiment_label", StringType(), True),  # negative|neutral|positive
         StructField("sentiment_score", DoubleType(), True),
         StructField("sentiment_model_version", StringType(), True),
-        StructField("processing_status", StringType(), True),  # SUCCESS|FAILED (scoring failed)
+        StructField("processing_status", StringType(), True),  # SUCCESS|FAILED (scoring failed); a post
+        # left unscored on purpose (language outside a model's coverage) is SUCCESS with a scoring_note
         StructField("is_deleted", BooleanType(), False),
         StructField("deleted_at", TimestampType(), True),
         StructField("event_kind", StringType(), True),  # status|status.update|delete (last applied)
@@ -60,6 +61,10 @@ POSTS_SCHEMA = StructType(
         StructField("bronze_offset", LongType(), True),
         StructField("ingested_at", TimestampType(), True),
         StructField("updated_at", TimestampType(), False),  # when silver last changed the row
+        # why a live post's scores are null on purpose (tootlake.models.coverage: `language_not_covered:ja`,
+        # `language_unknown`, `threat:...`/`sentiment:...` when one model declined); null when every model
+        # covers the post's language. Last, so an older table gets it by ADD COLUMNS (silver ensure_tables).
+        StructField("scoring_note", StringType(), True),
     ]
 )
 

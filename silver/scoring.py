@@ -22,6 +22,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from tootlake.silver.coverage import Languages, covered, scoring_note
 from tootlake.silver.posts import FAILED, SCORE_COLUMNS, SUCCESS
 
 THREAT_FIELDS = [
@@ -34,12 +35,32 @@ THREAT_FIELDS = [
 
 
 class Scorer(Protocol):
-    """Adds SCORE_COLUMNS (except processing_status) to a DataFrame with a `text` column."""
+    """Adds SCORE_COLUMNS (except processing_status and scoring_note) to a DataFrame with a `text` column,
+    keeping its other columns.
+
+    A scorer may also name the languages each model covers, `threat_languages` / `sentiment_languages`
+    (codes, tootlake.models.coverage); without them (test scorers) a model covers every language.
+    """
 
     threat_model_version: str | None
     sentiment_model_version: str | None
 
     def score(self, df: DataFrame) -> DataFrame: ...
+
+
+def scorer_coverage(scorer: Scorer | None) -> Languages | None:
+    """{model: covered languages, or None when the model is not run or covers every language}; None when
+    there is no scorer."""
+    if scorer is None:
+        return None
+
+    def languages(model: str) -> frozenset[str] | None:
+        if getattr(scorer, f"{model}_model_version", None) is None:
+            return None  # not run: it declines nothing
+        found = getattr(scorer, f"{model}_languages", None)
+        return frozenset(found) if found is not None else None
+
+    return {"threat": languages("threat"), "sentiment": languages("sentiment")}
 
 
 def _threat_udf(model_path: str | None, batch_size: int, intra_op_threads: int | None, text_column: str,
@@ -131,16 +152,49 @@ def score_threat(
 def apply_scoring(planned: DataFrame, scorer: Scorer | None) -> DataFrame:
     """Score the rows marked `needs_scoring`; the others keep what `plan_scoring` carried over.
 
-    processing_status: SUCCESS when every configured model produced a label, else FAILED (also when no
-    scorer is configured). Same grain and columns as `planned`.
+    Language coverage first (tootlake.models.coverage): a model leaves a post whose language it does not
+    cover unscored on purpose (its columns null, its model version set: the version whose coverage
+    decided) and `scoring_note` says why; a post no model covers never reaches the models.
+    processing_status: SUCCESS when every configured model produced a label or declined the language on
+    purpose, else FAILED (also when no scorer is configured). Same grain and columns as `planned`.
     """
     to_score = planned.where("needs_scoring")
     kept = planned.where("NOT needs_scoring")
     if scorer is None:
         scored = to_score.withColumn("processing_status", F.lit(FAILED))
-    else:
-        scored = scorer.score(to_score.drop(*[c for c in SCORE_COLUMNS if c != "processing_status"]))
-        sentiment_ok = F.col("sentiment_model_version").isNull() | F.col("sentiment_label").isNotNull()
-        ok = F.col("threat_label").isNotNull() & sentiment_ok
-        scored = scored.withColumn("processing_status", F.when(ok, F.lit(SUCCESS)).otherwise(F.lit(FAILED)))
+        return kept.unionByName(scored.select(*planned.columns))
+    coverage = scorer_coverage(scorer) or {}
+    language = F.col("language")
+    threat_on = covered(language, coverage.get("threat"))
+    sentiment_on = covered(language, coverage.get("sentiment"))
+    # a model that is not run needs no row; a row neither run model wants never reaches the models
+    wanted = F.lit(False)
+    if scorer.threat_model_version is not None:
+        wanted = wanted | threat_on
+    if scorer.sentiment_model_version is not None:
+        wanted = wanted | sentiment_on
+    base = to_score.drop(*[c for c in SCORE_COLUMNS if c != "processing_status"])
+    skipped = base.where(~wanted).withColumns({
+        **{f.name: F.lit(None).cast(f.dataType) for f in THREAT_FIELDS},
+        "threat_model_version": F.lit(scorer.threat_model_version).cast("string"),
+        "sentiment_label": F.lit(None).cast("string"),
+        "sentiment_score": F.lit(None).cast("double"),
+        "sentiment_model_version": F.lit(scorer.sentiment_model_version).cast("string"),
+    })
+    run = scorer.score(base.where(wanted))
+    run = run.withColumns({
+        **{f.name: F.when(threat_on, F.col(f.name)) for f in THREAT_FIELDS[:-1]},  # all but the version
+        "threat_model_version": F.when(threat_on, F.col("threat_model_version"))
+                                 .otherwise(F.lit(scorer.threat_model_version)),
+        "sentiment_label": F.when(sentiment_on, F.col("sentiment_label")),
+        "sentiment_score": F.when(sentiment_on, F.col("sentiment_score")),
+    })
+    scored = run.select(*skipped.columns).unionByName(skipped)
+    threat_ok = F.col("threat_label").isNotNull() | ~threat_on
+    sentiment_ok = (F.col("sentiment_model_version").isNull() | F.col("sentiment_label").isNotNull()
+                    | ~sentiment_on)
+    scored = scored.withColumns({
+        "processing_status": F.when(threat_ok & sentiment_ok, F.lit(SUCCESS)).otherwise(F.lit(FAILED)),
+        "scoring_note": scoring_note(language, coverage),
+    })
     return kept.unionByName(scored.select(*planned.columns))

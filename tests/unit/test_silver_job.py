@@ -58,6 +58,29 @@ def test_build_scorer_scores_with_the_packaged_models(spark, settings):
         assert row["threat_level"] in THREAT_LEVELS and row["sentiment_label"] in SENTIMENT_LABELS
         assert row["threat_model_version"] == scorer.threat_model_version
         assert row["sentiment_model_version"] == scorer.sentiment_model_version
+    # the languages each model is trusted on come from models/coverage.json (silver leaves the rest unscored)
+    from tootlake.models.coverage import load_coverage
+
+    assert scorer.threat_languages == load_coverage("threat").languages
+    assert scorer.sentiment_languages == load_coverage("sentiment").languages
+    assert "en" in scorer.threat_languages and "ja" not in scorer.threat_languages
+
+
+def test_ensure_tables_adds_the_scoring_note_to_an_older_silver_table(spark, settings, tmp_path):
+    from pyspark.sql.types import StructType
+
+    from tootlake.pipelines.jobs.silver import ensure_tables
+    from tootlake.pipelines.lake import Lake
+    from tootlake.silver.schema import POSTS_SCHEMA
+
+    settings = settings.model_copy(update={"lake_dir": tmp_path / "lake"})
+    lake = Lake(settings, spark)
+    older = StructType([f for f in POSTS_SCHEMA.fields if f.name != "scoring_note"])
+    lake.create("silver.posts", older, change_feed=True)
+    ensure_tables(spark, settings)
+    assert lake.read("silver.posts").schema["scoring_note"].dataType.simpleString() == "string"
+    ensure_tables(spark, settings)  # idempotent
+    assert lake.read("silver.posts").columns == POSTS_SCHEMA.fieldNames()
 
 
 def test_build_scorer_reads_the_model_dir_settings(spark, settings, tmp_path):
