@@ -42,6 +42,7 @@ VARCHAR_LIMITS: dict[str, tuple[int, str]] = {
     "account_id": (64, "CHAR"), "account_acct": (500, "CHAR"), "threat_level": (16, "CHAR"),
     "threat_label": (32, "CHAR"), "sentiment_label": (32, "CHAR"), "threat_model_version": (100, "CHAR"),
     "sentiment_model_version": (100, "CHAR"), "processing_status": (10, "CHAR"), "source_table": (64, "CHAR"),
+    "scoring_note": (100, "CHAR"),
 }
 MAX_VARCHAR_BYTES = 4000
 # what the statements read of a tombstone (the deletes; a unit test derives it from them); its other

@@ -74,6 +74,7 @@ STAGE_COLUMNS: list[tuple[str, str]] = [
     ("threat_model_version", "text"),
     ("sentiment_model_version", "text"),
     ("processing_status", "text"),
+    ("scoring_note", "text"),  # why the scores are null on purpose (language outside a model's coverage)
     ("processed_at", "ts"),
     ("deleted_at", "ts"),
     ("updated_at", "ts"),
@@ -93,7 +94,7 @@ PROCESSED_COLUMNS = [
     "platform_id", "hashtag", "post_content", "created_at", "language", "url", "threat_level",
     "contains_hate_speech", "processed_at", "processing_status", "threat_score", "threat_label",
     "sentiment_label", "sentiment_score", "threat_model_version", "sentiment_model_version", "updated_at",
-    "source_table", "source_version",
+    "source_table", "source_version", "scoring_note",
 ]
 
 # silver columns the sync reads (the rest of POSTS_SCHEMA stays in the lake)
@@ -103,7 +104,7 @@ SILVER_COLUMNS = [
     "account_acct", "edited_at", "sensitive", "spoiler_text", "content_html", "text_length", "is_reblog",
     "replies_count", "reblogs_count", "favourites_count", "threat_level", "threat_label", "threat_score",
     "contains_hate_speech", "sentiment_label", "sentiment_score", "threat_model_version",
-    "sentiment_model_version", "processing_status", "deleted_at", "updated_at",
+    "sentiment_model_version", "processing_status", "deleted_at", "updated_at", "scoring_note",
 ]
 
 
@@ -190,6 +191,7 @@ def stage_row(post: Mapping[str, Any]) -> tuple:
         "threat_model_version": post.get("threat_model_version"),
         "sentiment_model_version": post.get("sentiment_model_version"),
         "processing_status": None if deleted else processing_status(post.get("processing_status")),
+        "scoring_note": None if deleted else post.get("scoring_note"),
         # silver's updated_at is when the row (and its scores) last changed: the processing time
         "processed_at": updated_at,
         "deleted_at": as_utc(post.get("deleted_at")),

@@ -22,6 +22,7 @@ CREATE TABLE PROCESSEDPOSTS (
     UPDATED_AT              TIMESTAMP(6)         NOT NULL,
     SOURCE_TABLE            VARCHAR2(64 CHAR),    -- silver/posts' Delta table id
     SOURCE_VERSION          NUMBER(19),           -- its commit that wrote the row: the order key
+    SCORING_NOTE            VARCHAR2(100 CHAR),   -- why scores are null on purpose (056_scoring_note.sql)
     SYNCED_AT               TIMESTAMP(6)         DEFAULT SYS_EXTRACT_UTC(SYSTIMESTAMP) NOT NULL,
     CONSTRAINT PROCESSEDPOSTS_PK PRIMARY KEY (PROCESSED_ID),
     CONSTRAINT PROCESSEDPOSTS_RAW_UQ UNIQUE (RAW_POST_ID),

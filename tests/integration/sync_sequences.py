@@ -184,7 +184,10 @@ _tag = st.text(alphabet="abcdé😀𝕏_", min_size=1, max_size=8)
 def post_values(draw, updated_at: dt.datetime, edited: bool) -> tuple[tuple[str, Any], ...]:
     text = draw(st.one_of(st.sampled_from(ODD_TEXTS), st.text(max_size=30)))
     status = draw(st.sampled_from(["SUCCESS", "SUCCESS", "FAILED", None]))
-    scored = status == "SUCCESS"
+    # a post outside the models' language coverage: SUCCESS, null scores and a note saying why
+    note = draw(st.sampled_from([None, None, None, "language_not_covered:ja", "language_unknown"])) \
+        if status == "SUCCESS" else None
+    scored = status == "SUCCESS" and note is None
     values: dict[str, Any] = {
         "text": text,
         "text_length": draw(st.one_of(st.none(), st.integers(0, 2**31 - 1))),
@@ -202,6 +205,7 @@ def post_values(draw, updated_at: dt.datetime, edited: bool) -> tuple[tuple[str,
         "reblogs_count": draw(st.integers(0, 1000)),
         "favourites_count": draw(st.one_of(st.none(), st.integers(0, 2**63 - 1))),
         "processing_status": status,
+        "scoring_note": note,
         "threat_label": draw(st.sampled_from(["none", "offensive", "hate"])) if scored else None,
         "threat_score": draw(st.floats(0, 1)) if scored else None,
         "threat_level": draw(st.sampled_from(["NONE", "LOW", "MEDIUM", "HIGH"])) if scored else None,

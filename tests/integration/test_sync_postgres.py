@@ -212,3 +212,48 @@ def test_the_order_columns_are_added_to_a_database_created_before_them(postgres_
         sink.write_batch(stage_rows([_at(silver_post(4, later, text="after migration"), 1)]))
         assert _text(db, 4) == "after migration"
         sink.close()
+
+
+def _unscored_on_purpose(i: int, note: str, **overrides) -> dict:
+    """A post silver left unscored because its language is outside the models' coverage."""
+    return silver_post(i, threat_label=None, threat_score=None, threat_level=None, contains_hate_speech=None,
+                       sentiment_label=None, sentiment_score=None, scoring_note=note, **overrides)
+
+
+def test_scoring_note_round_trips_with_null_scores_and_success(db):
+    sink = target(db)
+    posts = [silver_post(0, language="en"), _unscored_on_purpose(1, "language_not_covered:ja", language="ja"),
+             _unscored_on_purpose(2, "language_unknown", language=None)]
+    sink.write_batch(stage_rows(posts))
+    rows = query(db, "SELECT raw_post_id, processing_status, scoring_note, threat_level, sentiment_label "
+                     "FROM processedposts ORDER BY raw_post_id")
+    assert [row[1:] for row in rows] == [("SUCCESS", None, "NONE", "neutral"),
+                                         ("SUCCESS", "language_not_covered:ja", None, None),
+                                         ("SUCCESS", "language_unknown", None, None)]
+    # the coverage widens (a new model scores the post): the newer row clears the note
+    later = T0 + dt.timedelta(minutes=1)
+    sink.write_batch(stage_rows([silver_post(1, later, language="ja", scoring_note=None)]))
+    assert query(db, "SELECT scoring_note, threat_level FROM processedposts WHERE raw_post_id = %s",
+                 (silver_post(1)["post_id"],)) == [(None, "NONE")]
+    sink.close()
+
+
+def test_the_scoring_note_is_added_to_a_database_created_before_it(postgres_conninfo):
+    with scratch_database(postgres_conninfo, init=False) as db:
+        import psycopg2
+
+        from tootlake.pipelines.databases import dbinit
+
+        with psycopg2.connect(db) as conn, conn.cursor() as cur:  # the tables as the last release made them
+            for path in dbinit.script_files("postgres"):
+                if not path.name.startswith("036"):
+                    cur.execute(path.read_text())
+            cur.execute("SELECT count(*) FROM information_schema.columns "
+                        "WHERE table_name = 'processedposts' AND column_name = 'scoring_note'")
+            assert cur.fetchone() == (0,)
+        dbinit.init_postgres(db, log=lambda _: None)  # `tootlake db init` again: adds the column
+        sink = target(db)
+        sink.write_batch(stage_rows([_unscored_on_purpose(5, "language_not_covered:de", language="de")]))
+        assert query(db, "SELECT scoring_note, processing_status FROM processedposts") == [
+            ("language_not_covered:de", "SUCCESS")]
+        sink.close()
