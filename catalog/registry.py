@@ -30,6 +30,7 @@ TABLES: tuple[Table, ...] = (
     threat.THREAT_BY_LANGUAGE,
     sentiment.SENTIMENT_DAILY,
     sentiment.SENTIMENT_BY_HASHTAG,
+    sentiment.SENTIMENT_BY_LANGUAGE,
     windowed.POSTS_PER_MINUTE,
     windowed.LATE_EVENTS,
     METRICS,

@@ -19,7 +19,12 @@ each name to its function; rebuilt from all of silver and overwritten atomically
 | threat_by_language   | one row per language ('und' = unknown, all time)         |
 | sentiment_daily      | one row per UTC day: posts per sentiment label           |
 | sentiment_by_hashtag | one row per hashtag (all time)                           |
+| sentiment_by_language| one row per language ('und' = unknown, all time)         |
 
 Streaming (`tootlake gold --stream`): posts_per_minute (one row per 1-minute event-time window) and
 late_events (one row per micro-batch: watermark, late rows counted instead of added); see windowed.py.
+
+The threat and sentiment tables count a post silver left unscored on purpose (its language is outside the
+model's validated coverage, tootlake.models.coverage) in `unscored_posts` and, explicitly, in
+`language_unscored_posts`; shares are over scored posts only.
 """

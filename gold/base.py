@@ -27,6 +27,8 @@ def user_acct() -> Column:
 
 def live_posts(silver_posts: DataFrame) -> DataFrame:
     """One row per live (not deleted) silver post, with post_date, hour_start and user_acct added."""
+    if "scoring_note" not in silver_posts.columns:  # a silver table from before the column: no notes
+        silver_posts = silver_posts.withColumn("scoring_note", F.lit(None).cast("string"))
     return (
         silver_posts.where(~F.col("is_deleted") & F.col("created_at").isNotNull())
         .withColumn("post_date", F.to_date("created_at"))

@@ -24,6 +24,7 @@ BATCH_TABLES: dict[str, GoldBuilder] = {
     threat.THREAT_BY_LANGUAGE.short_name: lambda posts, _: threat.threat_by_language(posts),
     sentiment.SENTIMENT_DAILY.short_name: lambda posts, _: sentiment.sentiment_daily(posts),
     sentiment.SENTIMENT_BY_HASHTAG.short_name: lambda posts, _: sentiment.sentiment_by_hashtag(posts),
+    sentiment.SENTIMENT_BY_LANGUAGE.short_name: lambda posts, _: sentiment.sentiment_by_language(posts),
 }
 
 # Written by the streaming job (pipelines/jobs/gold_stream.py), not by the batch run.

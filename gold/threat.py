@@ -1,9 +1,12 @@
 """Threat summaries from silver's scoring (threat_level NONE|LOW|MEDIUM|HIGH, contains_hate_speech 0/1).
 
 Shared measures: `posts` live posts; `<level>_posts` posts per threat level; `unscored_posts` posts whose
-threat_level is null (scoring failed or pending); `hate_scored_posts` posts whose contains_hate_speech is
-known; `hate_posts` posts with contains_hate_speech = 1; `hate_share` = hate_posts / hate_scored_posts (null
-when no post is scored). Shares are kept with their numerator and denominator so they can be re-aggregated.
+threat_level is null (scoring failed or pending, or left unscored on purpose); `language_unscored_posts`
+those of them the threat model left unscored on purpose because their language is outside its validated
+coverage (or unknown; silver's scoring_note, tootlake.models.coverage); `hate_scored_posts` posts whose
+contains_hate_speech is known; `hate_posts` posts with contains_hate_speech = 1; `hate_share` =
+hate_posts / hate_scored_posts (null when no post is scored). Shares are kept with their numerator and
+denominator so they can be re-aggregated.
 """
 
 from pyspark.sql import Column, DataFrame
@@ -12,10 +15,11 @@ from pyspark.sql import functions as F
 from tootlake.catalog.table import between, has_rows, unique_values
 from tootlake.catalog.vocab import THREAT_LEVELS
 from tootlake.gold.base import UNKNOWN_LANGUAGE, batch_table, live_posts, post_hashtags
+from tootlake.silver.coverage import declined_by
 
 # The columns threat_measures() adds.
 MEASURES = ("posts", *[f"{name.lower()}_posts" for name in THREAT_LEVELS], "unscored_posts",
-            "hate_scored_posts", "hate_posts", "hate_share")
+            "language_unscored_posts", "hate_scored_posts", "hate_posts", "hate_share")
 
 
 def _count_if(condition: Column) -> Column:
@@ -30,6 +34,7 @@ def threat_measures() -> list[Column]:
         F.count("*").alias("posts"),
         *[_count_if(level == name).alias(f"{name.lower()}_posts") for name in THREAT_LEVELS],
         _count_if(F.col("threat_level").isNull()).alias("unscored_posts"),
+        _count_if(declined_by("threat") & F.col("threat_level").isNull()).alias("language_unscored_posts"),
         hate_known.alias("hate_scored_posts"),
         hate.alias("hate_posts"),
         F.when(hate_known > 0, hate / hate_known).alias("hate_share"),

@@ -60,6 +60,8 @@ THREAT = """count(*) AS posts,
     count(*) FILTER (WHERE upper(threat_level) = 'MEDIUM') AS medium_posts,
     count(*) FILTER (WHERE upper(threat_level) = 'HIGH') AS high_posts,
     count(*) FILTER (WHERE threat_level IS NULL) AS unscored_posts,
+    count(*) FILTER (WHERE threat_level IS NULL AND scoring_note IS NOT NULL
+                     AND scoring_note NOT LIKE 'sentiment:%') AS language_unscored_posts,
     count(contains_hate_speech) AS hate_scored_posts,
     count(*) FILTER (WHERE contains_hate_speech = 1) AS hate_posts,
     CASE WHEN count(contains_hate_speech) > 0
@@ -72,6 +74,8 @@ SENTIMENT = """count(*) AS posts,
     count(*) FILTER (WHERE lower(sentiment_label) = 'positive') AS positive_posts,
     count(sentiment_label) AS scored_posts,
     count(*) - count(sentiment_label) AS unscored_posts,
+    count(*) FILTER (WHERE sentiment_label IS NULL AND scoring_note IS NOT NULL
+                     AND scoring_note NOT LIKE 'threat:%') AS language_unscored_posts,
     CASE WHEN count(sentiment_label) > 0 THEN
         (count(*) FILTER (WHERE lower(sentiment_label) = 'positive')) / count(sentiment_label)
     END AS positive_share,
@@ -114,6 +118,8 @@ def reference_sql(active_min: int) -> dict[str, str]:
             FROM live GROUP BY coalesce(lower(language), 'und')""",
         "sentiment_daily": f"SELECT post_date, {SENTIMENT} FROM live GROUP BY post_date",
         "sentiment_by_hashtag": f"SELECT hashtag, {SENTIMENT} FROM tagged GROUP BY hashtag",
+        "sentiment_by_language": f"""SELECT coalesce(lower(language), 'und') AS language, {SENTIMENT}
+            FROM live GROUP BY coalesce(lower(language), 'und')""",
         "posts_per_minute": """SELECT date_trunc('minute', created_at) AS window_start,
             date_trunc('minute', created_at) + INTERVAL 1 MINUTE AS window_end, count(*) AS posts
             FROM live GROUP BY 1, 2""",
@@ -174,6 +180,7 @@ def post(post_id: str, created_at: datetime, **overrides: Any) -> dict[str, Any]
 DAY_A = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 DAY_B = DAY_A + timedelta(days=1)  # only a tombstone: an empty day
 DAY_C = DAY_A + timedelta(days=2)  # posts, none with hashtags
+DAY_D = DAY_A + timedelta(days=3)  # posts left unscored on purpose (language coverage), and a failure
 
 
 def crafted_rows(active_min: int = 5) -> list[dict[str, Any]]:
@@ -207,4 +214,18 @@ def crafted_rows(active_min: int = 5) -> list[dict[str, Any]]:
                      language="DE"))
     rows.append(post("e1", DAY_C + 90 * minute, account_acct="carol@x.example", threat_level="MEDIUM",
                      contains_hate_speech=1, language="de"))
+    # day D: silver's language coverage (tootlake.models.coverage): unscored on purpose by both models, by
+    # one of them, and a scoring failure (unscored, but not on purpose)
+    threat_null = dict(threat_level=None, threat_label=None, threat_score=None, contains_hate_speech=None)
+    sentiment_null = dict(sentiment_label=None, sentiment_score=None)
+    rows.append(post("f0", DAY_D, language="ja", scoring_note="language_not_covered:ja",
+                     **threat_null, **sentiment_null))
+    rows.append(post("f1", DAY_D + minute, language=None, scoring_note="language_unknown",
+                     **threat_null, **sentiment_null))
+    rows.append(post("f2", DAY_D + 2 * minute, language="fr", threat_level="LOW",
+                     scoring_note="sentiment:language_not_covered:fr", **sentiment_null))
+    rows.append(post("f3", DAY_D + 3 * minute, language="pt-BR", sentiment_label="positive",
+                     scoring_note="threat:language_not_covered:pt", **threat_null))
+    rows.append(post("f4", DAY_D + 4 * minute, language="es", processing_status="FAILED",
+                     **threat_null, **sentiment_null))
     return rows

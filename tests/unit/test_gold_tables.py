@@ -13,6 +13,7 @@ import pytest
 from gold_reference import (
     DAY_A,
     DAY_C,
+    DAY_D,
     connect,
     crafted_rows,
     duckdb_rows,
@@ -21,7 +22,7 @@ from gold_reference import (
     spark_rows,
 )
 
-from tootlake.gold import activity, hashtags, windowed
+from tootlake.gold import activity, hashtags, sentiment, threat, windowed
 from tootlake.gold.tables import BATCH_TABLES
 from tootlake.pipelines.bench.gold import load_statuses, silver_rows
 from tootlake.silver.schema import POSTS_SCHEMA
@@ -106,9 +107,26 @@ def test_top_hashtag_tie_is_broken_alphabetically(crafted):
 def test_empty_day_and_day_without_hashtags(crafted):
     silver, _ = crafted
     daily = dict(_collect(activity.posts_daily(silver), "post_date", "posts"))
-    assert daily == {DAY_A.date(): ACTIVE_MIN + (ACTIVE_MIN - 1) + 1, DAY_C.date(): 2}
+    assert daily == {DAY_A.date(): ACTIVE_MIN + (ACTIVE_MIN - 1) + 1, DAY_C.date(): 2, DAY_D.date(): 5}
     tag_days = {row[0] for row in _collect(hashtags.hashtags_daily(silver), "post_date")}
     assert tag_days == {DAY_A.date()}
+
+
+def test_posts_outside_the_language_coverage_count_as_unscored(crafted):
+    """Day D (tests/gold_reference.py): ja and a null language unscored by both models on purpose, fr by
+    sentiment only, pt by threat only, and es FAILED (unscored, not on purpose)."""
+    silver, _ = crafted
+    columns = ("post_date", "posts", "unscored_posts", "language_unscored_posts")
+    threat_day = [r for r in _collect(threat.threat_daily(silver), *columns) if r[0] == DAY_D.date()]
+    sentiment_day = [r for r in _collect(sentiment.sentiment_daily(silver), *columns) if r[0] == DAY_D.date()]
+    assert threat_day == [(DAY_D.date(), 5, 4, 3)]  # f0 f1 f3 on purpose, f4 failed
+    assert sentiment_day == [(DAY_D.date(), 5, 4, 3)]  # f0 f1 f2 on purpose, f4 failed
+    by_language = {r[0]: r[1:] for r in _collect(sentiment.sentiment_by_language(silver), "language",
+                                                   "scored_posts", "language_unscored_posts")}
+    assert by_language["ja"] == (0, 1) and by_language["fr"] == (0, 1) and by_language["pt-br"] == (1, 0)
+    threat_languages = {r[0]: r[1] for r in _collect(threat.threat_by_language(silver), "language",
+                                                       "language_unscored_posts")}
+    assert threat_languages["pt-br"] == 1 and threat_languages["fr"] == 0 and threat_languages["es"] == 0
 
 
 def test_watermark_is_previous_max_minus_delay():
