@@ -90,6 +90,7 @@ def silver_row(status: dict[str, Any], copy: int = 0, updated_at: datetime | Non
         "sentiment_score": None if unscored else 0.4 + ((digest >> 8) % 600) / 1000,
         "sentiment_model_version": None if unscored else "synthetic",
         "processing_status": "FAILED" if unscored else "SUCCESS",
+        "scoring_note": None,  # synthetic scores stand for every language (no coverage applied)
         "is_deleted": False,
         "deleted_at": None,
         "event_kind": "status.update" if edited_at else "status",
