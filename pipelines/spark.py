@@ -21,14 +21,23 @@ def spark_jars(settings: Settings) -> list[Path]:
         raise FileNotFoundError(
             f"no Spark jars in {settings.path(settings.jars_dir) / 'spark'}: run `make setup` first"
         )
-    if settings.uses_object_store:  # hadoop-aws + the AWS SDK bundle: only when something is on s3a://
-        s3a = sorted(settings.path(settings.jars_dir).joinpath("s3a").glob("*.jar"))
-        if not any(jar.name.startswith("hadoop-aws-") for jar in s3a):
-            folder = settings.path(settings.jars_dir) / "s3a"
-            raise FileNotFoundError(f"no hadoop-aws jar in {folder} (the lake or checkpoints are on s3a://): "
-                                    "run `make setup` first")
-        jars += s3a
     return jars
+
+
+def s3a_classpath(settings: Settings) -> str | None:
+    """The s3a filesystem's jars (hadoop-aws + the AWS SDK bundle, `jars/s3a`) as a class path, when the lake
+    or checkpoints are on s3a://; else None. They go on the driver's and executors' class path rather than
+    in `spark.jars`: the SDK bundle is ~650 MB, which Spark would copy into every application's work folder
+    (executors on a cluster read them at the same path: the project is installed at the same path on every
+    worker host anyway, see the README's scale-out section)."""
+    if not settings.uses_object_store:
+        return None
+    folder = settings.path(settings.jars_dir) / "s3a"
+    jars = sorted(folder.glob("*.jar"))
+    if not any(jar.name.startswith("hadoop-aws-") for jar in jars):
+        raise FileNotFoundError(f"no hadoop-aws jar in {folder} (the lake or checkpoints are on s3a://): "
+                                "run `make setup` first")
+    return os.pathsep.join(str(jar) for jar in jars)
 
 
 def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | None = None) -> SparkSession:
@@ -61,6 +70,10 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
     )
     if settings.spark_cores_max:
         builder = builder.config("spark.cores.max", str(settings.spark_cores_max))
+    classpath = s3a_classpath(settings)
+    if classpath:
+        builder = (builder.config("spark.driver.extraClassPath", classpath)
+                   .config("spark.executor.extraClassPath", classpath))
     for key, value in settings.spark_s3a_conf().items():
         builder = builder.config(key, value)
     for key, value in (extra_conf or {}).items():
