@@ -216,16 +216,18 @@ def crafted_rows(active_min: int = 5) -> list[dict[str, Any]]:
                      contains_hate_speech=1, language="de"))
     # day D: silver's language coverage (tootlake.models.coverage): unscored on purpose by both models, by
     # one of them, and a scoring failure (unscored, but not on purpose)
+    # one user per post (users of their own: nobody reaches active_min, alice's and bob's counts unchanged)
     threat_null = dict(threat_level=None, threat_label=None, threat_score=None, contains_hate_speech=None)
     sentiment_null = dict(sentiment_label=None, sentiment_score=None)
     rows.append(post("f0", DAY_D, language="ja", scoring_note="language_not_covered:ja",
-                     **threat_null, **sentiment_null))
+                     account_acct="f0@z.example", **threat_null, **sentiment_null))
     rows.append(post("f1", DAY_D + minute, language=None, scoring_note="language_unknown",
-                     **threat_null, **sentiment_null))
-    rows.append(post("f2", DAY_D + 2 * minute, language="fr", threat_level="LOW",
+                     account_acct="f1@z.example", **threat_null, **sentiment_null))
+    rows.append(post("f2", DAY_D + 2 * minute, language="fr", threat_level="LOW", account_acct="f2@z.example",
                      scoring_note="sentiment:language_not_covered:fr", **sentiment_null))
     rows.append(post("f3", DAY_D + 3 * minute, language="pt-BR", sentiment_label="positive",
-                     scoring_note="threat:language_not_covered:pt", **threat_null))
+                     account_acct="f3@z.example", scoring_note="threat:language_not_covered:pt",
+                     **threat_null))
     rows.append(post("f4", DAY_D + 4 * minute, language="es", processing_status="FAILED",
-                     **threat_null, **sentiment_null))
+                     account_acct="f4@z.example", **threat_null, **sentiment_null))
     return rows
