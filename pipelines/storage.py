@@ -16,7 +16,7 @@ from pyarrow import fs as pafs
 from tootlake.pipelines.settings import Settings, is_object_store
 
 
-def s3_filesystem(settings: Settings) -> pafs.S3FileSystem:
+def s3_filesystem(settings: Settings, allow_bucket_creation: bool = False) -> pafs.S3FileSystem:
     """pyarrow's S3 filesystem for the configured endpoint, region, addressing style and keys."""
     url = settings.s3_endpoint_url()
     scheme, _, host = url.partition("://")
@@ -25,6 +25,7 @@ def s3_filesystem(settings: Settings) -> pafs.S3FileSystem:
         access_key=keys[0] if keys else None, secret_key=keys[1] if keys else None,
         region=settings.s3_region, endpoint_override=host, scheme=scheme,
         force_virtual_addressing=not settings.s3_path_style, connect_timeout=5, request_timeout=30,
+        allow_bucket_creation=allow_bucket_creation,
     )
 
 
@@ -88,7 +89,7 @@ def ensure_bucket(settings: Settings, location: str) -> None:
     if not is_object_store(location):
         return
     bucket = location.removeprefix("s3a://").split("/", 1)[0]
-    filesystem = s3_filesystem(settings)
+    filesystem = s3_filesystem(settings, allow_bucket_creation=True)
     if filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
         filesystem.create_dir(bucket)
 
