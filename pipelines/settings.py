@@ -327,6 +327,12 @@ class Settings(BaseSettings):
                 f"{s3a}path.style.access": str(self.s3_path_style).lower(),
                 f"{s3a}connection.ssl.enabled": str(self.s3_uses_tls()).lower(),
                 f"{s3a}impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
+        if is_object_store(self.checkpoint_dir):
+            # The default (FileContext) manager wants a parent folder to exist before it creates a file in
+            # it; object stores have no folders (an empty "folder" is at best a marker object, which not
+            # every store keeps): the FileSystem-based one just writes the object.
+            conf["spark.sql.streaming.checkpointFileManagerClass"] = (
+                "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager")
         keys = self.s3_keys()
         if keys is not None:
             conf[f"{s3a}access.key"], conf[f"{s3a}secret.key"] = keys

@@ -844,7 +844,7 @@ def start_s3proxy(settings: Settings, timeout: float = S3PROXY_START_TIMEOUT_S) 
     log_dir.mkdir(parents=True, exist_ok=True)
     props = sdir / "s3proxy.properties"
     write_private_file(props, _s3proxy_properties(settings, data_dir, _s3proxy_keys(settings)))
-    cmd = [_java(), f"-Xmx{settings.s3proxy_heap}", "-Djava.awt.headless=true",
+    cmd = [_java(), f"-Xmx{settings.s3proxy_heap}", "-Djava.awt.headless=true", "-DLOG_LEVEL=warn",
            "-cp", _s3proxy_classpath(settings), S3PROXY_MAIN, "--properties", str(props)]
     with open(s3proxy_log_file(settings), "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 
 from tootlake.pipelines import lake as lake_tools
+from tootlake.pipelines.databases.dbinit import init_postgres
 from tootlake.pipelines.ops import services
 from tootlake.pipelines.ops.drill import drill_settings
 from tootlake.pipelines.ops.status import collect_status
@@ -62,6 +63,7 @@ def _pipeline_settings(base: Settings, scratch, name: str, topic: str, lake: str
 
 def _run_once(own: Settings) -> float:
     services.ensure_services(own)  # creates the run's database (and the bucket on the store)
+    init_postgres(own.postgres_conninfo(), log=lambda _line: None)  # as `tootlake run` does
     lines: list[str] = []
     started = time.monotonic()
     code = run_once(own, log=lines.append)
