@@ -3,13 +3,16 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit test-integration test-objectstore test-oracle lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq bench-fuzz bench-freshness bench-objectstore notebooks clean run run-once status drill
+.PHONY: setup setup-objectstore demo test test-unit test-integration test-objectstore test-oracle lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq bench-fuzz bench-freshness bench-objectstore notebooks clean run run-once status drill
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
 
 demo: setup       ## start Kafka + PostgreSQL, replay real posts through every layer, print what happened
 	$(TOOTLAKE) demo
+
+setup-objectstore:  ## setup + the s3a and s3proxy jars (~0.8 GB) for a lake on object storage
+	TOOTLAKE_OBJECTSTORE=1 bash scripts/setup.sh
 
 test: setup       ## the whole suite; starts the services it needs itself
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -20,7 +23,7 @@ test-unit: setup
 test-integration: setup
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-test-objectstore: setup  ## run --once on an s3a:// lake (embedded s3proxy) vs a local lake; sql + status on S3
+test-objectstore: setup-objectstore  ## run --once on an s3a:// lake (embedded s3proxy) vs a local lake; sql + status on S3
 	TOOTLAKE_OBJECTSTORE_TESTS=1 $(PY) -m pytest -m integration tests/integration/test_objectstore.py $(PYTEST_ARGS)
 
 # Oracle (ORACLE_DSN, ORACLE_USER, ORACLE_PASSWORD [, ORACLE_WALLET_DIR] in .env): the randomised sync
@@ -70,7 +73,7 @@ bench-freshness: setup  ## `tootlake run` end to end at 5 then 50 posts/s: laten
 	$(TOOTLAKE) bench freshness --rate 5 --minutes $(FRESHNESS_MINUTES)
 	$(TOOTLAKE) bench freshness --rate 50 --minutes $(FRESHNESS_MINUTES)
 
-bench-objectstore: setup  ## bronze and silver rows/s on an s3a:// lake (embedded s3proxy) vs a local lake
+bench-objectstore: setup-objectstore  ## bronze and silver rows/s on an s3a:// lake (embedded s3proxy) vs a local lake
 	$(TOOTLAKE) bench objectstore
 
 notebooks: setup  ## run notebooks/*.ipynb on the lake: plots in var/plots/, executed copies in var/notebooks/

@@ -36,7 +36,7 @@ def s3a_classpath(settings: Settings) -> str | None:
     jars = sorted(folder.glob("*.jar"))
     if not any(jar.name.startswith("hadoop-aws-") for jar in jars):
         raise FileNotFoundError(f"no hadoop-aws jar in {folder} (the lake or checkpoints are on s3a://): "
-                                "run `make setup` first")
+                                "run `make setup-objectstore` first")
     return os.pathsep.join(str(jar) for jar in jars)
 
 

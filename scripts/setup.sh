@@ -3,7 +3,7 @@
 # Idempotent: every step checks a stamp or a file first, so a re-run with everything in place takes seconds.
 #   1. .venv with python3.11            (skipped when .venv/bin/python exists)
 #   2. pip install -e '.[dev]'          (only when pyproject.toml's hash differs from .venv/.tootlake-pyproject.sha)
-#   3. jars/spark, jars/kafka, jars/s3a (hadoop-aws + AWS SDK bundle) and jars/s3proxy
+#   3. jars/spark, jars/kafka; jars/s3a (hadoop-aws + AWS SDK bundle) and jars/s3proxy on request
 #                                       (mvn copy-dependencies; only when the pom's hash differs from the stamp)
 #   4. PostgreSQL 15 server binaries    (apt-get, only when /usr/lib/postgresql/15/bin/initdb is missing)
 #   5. Chromium                         (apt-get, only when `chromium` is not on PATH; the dq report test)
@@ -104,8 +104,14 @@ prune_spark_jars() {
 
 fetch_jars spark
 fetch_jars kafka
-fetch_jars s3a       # the s3a:// filesystem for Spark (lake / checkpoints on object storage)
-fetch_jars s3proxy   # the embedded S3-compatible store of `services up` (lake on s3a://, no S3_ENDPOINT)
+# Object storage only on request (~0.8 GB, the AWS SDK bundle): `make setup-objectstore`, or kept up to date
+# once fetched.
+if [[ "${TOOTLAKE_OBJECTSTORE:-0}" == 1 || -d jars/s3a ]]; then
+    fetch_jars s3a       # the s3a:// filesystem for Spark (lake / checkpoints on object storage)
+    fetch_jars s3proxy   # the embedded S3-compatible store of `services up` (lake on s3a://, no S3_ENDPOINT)
+else
+    skip "jars/s3a, jars/s3proxy (make setup-objectstore)"
+fi
 
 # --- 4. PostgreSQL 15 ----------------------------------------------------------------------------------
 if [[ ! -x /usr/lib/postgresql/15/bin/initdb ]]; then

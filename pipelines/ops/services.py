@@ -745,7 +745,7 @@ def s3proxy_log_file(settings: Settings) -> Path:
 def _s3proxy_classpath(settings: Settings) -> str:
     jars = settings.path(settings.jars_dir) / "s3proxy"
     if not any(jars.glob("s3proxy-*.jar")):
-        raise ServiceError(f"no s3proxy jars in {jars}: run `make setup` first")
+        raise ServiceError(f"no s3proxy jars in {jars}: run `make setup-objectstore` first")
     return f"{jars}/*"
 
 
