@@ -9,6 +9,7 @@ pyarrow's S3 filesystem, configured from the same settings as delta-rs and Spark
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 from pyarrow import fs as pafs
@@ -18,6 +19,12 @@ from tootlake.pipelines.settings import Settings, is_object_store
 
 def s3_filesystem(settings: Settings, allow_bucket_creation: bool = False) -> pafs.S3FileSystem:
     """pyarrow's S3 filesystem for the configured endpoint, region, addressing style and keys."""
+    # The AWS SDK inside pyarrow sends flexible checksums (a trailing CRC, streaming payload) by default;
+    # S3-compatible stores such as s3proxy reject that upload (XAmzContentSHA256Mismatch). Checksums only
+    # where an operation requires them works on AWS S3 and on those stores. Read when the SDK starts, so
+    # set before the first S3 filesystem of the process; a value in the environment wins.
+    os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED")
+    os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "WHEN_REQUIRED")
     url = settings.s3_endpoint_url()
     scheme, _, host = url.partition("://")
     keys = settings.s3_keys()
