@@ -165,8 +165,11 @@ class Settings(BaseSettings):
     spark_cores_max: int | None = Field(None, ge=1)  # cluster: cap on cores per job (unset: all offered)
 
     # --- tootlake run (supervisor) -------------------------------------------------------------------
-    run_driver_memory: str = "768m"  # spark.driver.memory of EACH stage's JVM under `tootlake run`
-    run_trigger_s: int = Field(10, ge=1)  # micro-batch interval of bronze, silver and sync under `run`
+    # One Spark application hosts bronze, silver, the gold stream and sync (false: a JVM per stage).
+    run_one_app: bool = True
+    run_driver_memory: str = "1g"  # spark.driver.memory of the application (of EACH stage's JVM if not one)
+    run_trigger_s: float = Field(1.0, ge=0.1)  # micro-batch interval of bronze, silver and sync under `run`
+    run_app_max_query_failures: int = Field(5, ge=1)  # a query failing this often in a row restarts the JVM
     run_backoff_base_s: float = Field(2.0, gt=0)  # restart delay: base * 2**n, capped at run_backoff_max_s
     run_backoff_max_s: float = Field(60.0, gt=0)
     run_healthy_after_s: float = Field(120.0, gt=0)  # a stage up this long resets its back-off
@@ -175,6 +178,7 @@ class Settings(BaseSettings):
     # --- silver ----------------------------------------------------------------------------------
     silver_max_content_chars: int = Field(50_000, ge=1)  # longer HTML content -> quarantine
     silver_future_tolerance_s: float = Field(300.0, ge=0)  # created_at later than now + this -> quarantine
+    silver_small_batch_rows: int = Field(500, ge=0)  # batches up to this many rows run in one partition
     silver_arrow_batch_size: int = Field(1024, ge=1, le=100_000)  # arrow.maxRecordsPerBatch for scoring
     silver_threat_batch_size: int = Field(32, ge=1, le=4096)  # texts per onnxruntime run
     silver_threat_threads: int = Field(0, ge=0)  # onnxruntime threads per worker; 0 = cores / tasks

@@ -66,6 +66,9 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
         .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "false")
         # Delta rebuilds a table's state with 50 tasks by default: far too many for small tables on 2 cores.
         .config("spark.databricks.delta.snapshotPartitions", "2")
+        # Silver materialises each step with localCheckpoint; its blocks go when the JVM collects the
+        # plan, so a long-running query must not wait for the default 30-minute periodic GC.
+        .config("spark.cleaner.periodicGC.interval", "3min")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}")
     )
     if settings.spark_cores_max:

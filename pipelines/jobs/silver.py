@@ -231,74 +231,85 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
     now = ctx.clock()
     settings = ctx.settings
     lake = Lake(settings, spark)
+    # Each step's result is materialised with localCheckpoint (in executor memory, lineage cut): the next
+    # step plans against a one-node plan instead of re-analysing the whole parse -> rules -> dedupe ->
+    # lookup tree, which cost seconds of driver time per batch whatever its size.
     judged = with_rule_failures(
         parse_records(batch), now, settings.silver_max_content_chars,
         timedelta(seconds=settings.silver_future_tolerance_s),
-    ).persist()
-    try:
-        # One pass fills the cache and gives both counts (with DQ on, every rule's count in the same pass;
-        # a fail rule raises here, before either write).
-        counts = [F.count(F.lit(1)).alias("n"), F.count(F.when(F.size("rules") > 0, 1)).alias("bad")]
-        if ctx.dq is not None and ctx.dq.enabled:
-            from tootlake.pipelines.quality.guard import DataQualityError, check_silver_batch
+    ).localCheckpoint()
+    # One pass over the materialised batch gives both counts (with DQ on, every rule's count in the same
+    # pass; a fail rule raises here, before either write).
+    counts = [F.count(F.lit(1)).alias("n"), F.count(F.when(F.size("rules") > 0, 1)).alias("bad")]
+    if ctx.dq is not None and ctx.dq.enabled:
+        from tootlake.pipelines.quality.guard import DataQualityError, check_silver_batch
 
-            try:
-                totals = check_silver_batch(ctx.dq, judged, now, settings, batch_id, counts)
-            except DataQualityError as exc:
-                ctx.dq_error = exc
-                raise
-        else:
-            totals = judged.agg(*counts).first()
-        bronze_rows, quarantined = int(totals["n"]), int(totals["bad"])
-        lap("parse_and_rules")
-        # Within one checkpoint the txn id makes a replayed batch a no-op (parts of an isolated batch
-        # write without it: they share the batch id). Nothing to quarantine: no commit at all.
-        if quarantined:
-            append_quarantine(lake, quarantine(judged, spark_literal(now)),
-                              (ctx.txn_app_id, batch_id) if ctx.use_txn else None)
-        lap("quarantine_append")
-
-        # Only the batch's posts: a broadcast semi-join reads silver once without shuffling all of it.
-        batch_keys = judged.where(F.size("rules") == 0).select("post_id").distinct()
-        if bronze_rows <= BROADCAST_KEYS_MAX:  # a first batch over a large backlog must not be broadcast
-            batch_keys = F.broadcast(batch_keys)
-        current = lake.read(POSTS_TABLE).join(batch_keys, "post_id", "left_semi")
-        planned = plan_scoring(
-            latest_per_post(post_versions(judged)), current,
-            ctx.scorer.threat_model_version if ctx.scorer else None,
-            ctx.scorer.sentiment_model_version if ctx.scorer else None,
-            retry_failed=ctx.scorer is not None,
-            coverage=scorer_coverage(ctx.scorer),
-        )
-        # Materialised once: MERGE reads its source twice and must not run the models twice.
-        rows = to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)).persist()
         try:
-            totals = rows.agg(F.count(F.lit(1)).alias("n"),
-                              F.count(F.when(F.col("needs_scoring"), 1)).alias("scored"),
-                              F.count(F.when(~F.col("is_new_post"), 1)).alias("existing")).first()
-            offered = int(totals["n"])
-            lap("plan_and_score")
-            scored = int(totals["scored"]) if ctx.scorer is not None else 0  # no models: nothing scored
-            if int(totals["existing"]) == 0 and ctx.use_txn:
-                # Only posts silver has never seen (the usual live batch): a plain append, made idempotent
-                # by its Delta txn id, costs a fraction of a MERGE (which must look for matches first).
-                lake.append(POSTS_TABLE, rows.select(*[f.name for f in POSTS_SCHEMA.fields]),
-                            (f"{ctx.txn_app_id}-posts", batch_id))
-                result = {"num_inserted_rows": offered, "num_updated_rows": 0, "write": "append"}
-            else:
-                metrics = (
-                    lake.merge(POSTS_TABLE, rows, MERGE_ON)
-                    .whenMatchedUpdate(condition=MERGE_DELETE_WHEN, set=MERGE_DELETE_SET)
-                    .whenMatchedUpdate(condition=MERGE_UPDATE_WHEN, set=MERGE_UPDATE_SET)
-                    .whenNotMatchedInsert(values=MERGE_INSERT_VALUES)
-                    .execute()
-                )
-                result = metrics.first().asDict() if metrics is not None else {}
-            lap("write_posts")
-        finally:
-            rows.unpersist()
-    finally:
-        judged.unpersist()
+            totals = check_silver_batch(ctx.dq, judged, now, settings, batch_id, counts)
+        except DataQualityError as exc:
+            ctx.dq_error = exc
+            raise
+    else:
+        totals = judged.agg(*counts).first()
+    bronze_rows, quarantined = int(totals["n"]), int(totals["bad"])
+    lap("parse_and_rules")
+    # Within one checkpoint the txn id makes a replayed batch a no-op (parts of an isolated batch
+    # write without it: they share the batch id). Nothing to quarantine: no commit at all.
+    if quarantined:
+        append_quarantine(lake, quarantine(judged, spark_literal(now)),
+                          (ctx.txn_app_id, batch_id) if ctx.use_txn else None)
+    lap("quarantine_append")
+
+    small = bronze_rows <= settings.silver_small_batch_rows
+    if small:
+        # One partition from here on: every window, distinct and aggregate below is satisfied by it, so
+        # the plan has no shuffle (each costs a Spark job of ~0.3-0.7 s, whatever the rows), and the
+        # posts append writes one file.
+        judged = judged.coalesce(1)
+    # Only the batch's posts: a broadcast semi-join reads silver once without shuffling all of it.
+    batch_keys = judged.where(F.size("rules") == 0).select("post_id").distinct()
+    if bronze_rows <= BROADCAST_KEYS_MAX:  # a first batch over a large backlog must not be broadcast
+        batch_keys = F.broadcast(batch_keys)
+    current = lake.read(POSTS_TABLE).join(batch_keys, "post_id", "left_semi")
+    if small:  # at most the batch's posts: joined to the batch without shuffling it
+        current = F.broadcast(current)
+    versions = post_versions(judged)
+    if small:  # a Python UDF's output forgets the single partition: say it again (no shuffle)
+        versions = versions.coalesce(1)
+    # Materialised once: apply_scoring splits it three ways (kept, scored, declined) and each branch
+    # would otherwise re-run the text UDF, the dedupe window and the lookup in silver.
+    planned = plan_scoring(
+        latest_per_post(versions), current,
+        ctx.scorer.threat_model_version if ctx.scorer else None,
+        ctx.scorer.sentiment_model_version if ctx.scorer else None,
+        retry_failed=ctx.scorer is not None,
+        coverage=scorer_coverage(ctx.scorer),
+    ).localCheckpoint()
+    lap("plan")
+    # Materialised once: MERGE reads its source twice and must not run the models twice.
+    rows = to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)).localCheckpoint()
+    lap("score")
+    totals = rows.agg(F.count(F.lit(1)).alias("n"),
+                      F.count(F.when(F.col("needs_scoring"), 1)).alias("scored"),
+                      F.count(F.when(~F.col("is_new_post"), 1)).alias("existing")).first()
+    offered = int(totals["n"])
+    scored = int(totals["scored"]) if ctx.scorer is not None else 0  # no models: nothing scored
+    if int(totals["existing"]) == 0 and ctx.use_txn:
+        # Only posts silver has never seen (the usual live batch): a plain append, made idempotent
+        # by its Delta txn id, costs a fraction of a MERGE (which must look for matches first).
+        lake.append(POSTS_TABLE, rows.select(*[f.name for f in POSTS_SCHEMA.fields]),
+                    (f"{ctx.txn_app_id}-posts", batch_id))
+        result = {"num_inserted_rows": offered, "num_updated_rows": 0, "write": "append"}
+    else:
+        metrics = (
+            lake.merge(POSTS_TABLE, rows, MERGE_ON)
+            .whenMatchedUpdate(condition=MERGE_DELETE_WHEN, set=MERGE_DELETE_SET)
+            .whenMatchedUpdate(condition=MERGE_UPDATE_WHEN, set=MERGE_UPDATE_SET)
+            .whenNotMatchedInsert(values=MERGE_INSERT_VALUES)
+            .execute()
+        )
+        result = metrics.first().asDict() if metrics is not None else {}
+    lap("write_posts")
     s = ctx.stats
     s.batches += 1
     s.bronze_rows += bronze_rows
@@ -416,22 +427,15 @@ class Scoring(Enum):
     MODELS_IF_AVAILABLE = "models-if-available"  # the same, but carry on without scoring when one is missing
 
 
-def run_silver(
+def silver_writer(
     settings: Settings,
     spark: SparkSession,
-    trigger: str = AVAILABLE_NOW,
     scorer: Scorer | Scoring | None = Scoring.MODELS_IF_AVAILABLE,
-    max_files_per_trigger: int | None = None,
     clock: Any = None,
     dq: Guard | FromSettings | None = FROM_SETTINGS,
-) -> dict:
-    """Run the silver stream (available-now: until bronze is drained) and return what it did.
-
-    `scorer`: a Scoring mode (load the models from THREAT_MODEL_DIR / SENTIMENT_MODEL_DIR, default the
-    packaged artifacts), a Scorer (tests), or None (no scoring: rows get processing_status FAILED and are
-    scored when next seen). `dq`: a quality.guard.Guard, FROM_SETTINGS (a Guard when DQ_ENABLED, else
-    none) or None (no rules). A `fail` rule raises DataQualityError before the batch writes anything.
-    """
+) -> SilverBatchWriter:
+    """Set up silver (Spark settings, tables, models, rules) and return its foreachBatch function; see
+    `run_silver` for the arguments."""
     configure_spark(spark, settings)
     ensure_tables(spark, settings)
     if scorer is Scoring.MODELS_IF_AVAILABLE:
@@ -451,6 +455,27 @@ def run_silver(
         dq = (Guard(settings, "silver", clock=writer.clock, stream_id=writer.txn_app_id)
               if settings.dq_enabled else None)
     writer.dq = dq
+    return writer
+
+
+def run_silver(
+    settings: Settings,
+    spark: SparkSession,
+    trigger: str = AVAILABLE_NOW,
+    scorer: Scorer | Scoring | None = Scoring.MODELS_IF_AVAILABLE,
+    max_files_per_trigger: int | None = None,
+    clock: Any = None,
+    dq: Guard | FromSettings | None = FROM_SETTINGS,
+) -> dict:
+    """Run the silver stream (available-now: until bronze is drained) and return what it did.
+
+    `scorer`: a Scoring mode (load the models from THREAT_MODEL_DIR / SENTIMENT_MODEL_DIR, default the
+    packaged artifacts), a Scorer (tests), or None (no scoring: rows get processing_status FAILED and are
+    scored when next seen). `dq`: a quality.guard.Guard, FROM_SETTINGS (a Guard when DQ_ENABLED, else
+    none) or None (no rules). A `fail` rule raises DataQualityError before the batch writes anything.
+    """
+    writer = silver_writer(settings, spark, scorer, clock, dq)
+    scorer, dq = writer.scorer, writer.dq
     query = start_silver_query(spark, settings, writer, trigger, max_files_per_trigger)
     try:
         report = run_query(query, "silver", log=lambda _line: None)

@@ -9,11 +9,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
+if TYPE_CHECKING:  # no pyspark import: the supervisor and `status` use this module's helpers
+    from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
+
 
 logger = logging.getLogger(__name__)
 AVAILABLE_NOW = "available-now"
+LIVE_STATE_FILE = "live.json"  # per-query state of the one-application mode (pipelines/jobs/live.py)
 _INTERVAL = re.compile(r"^\d+(\.\d+)?\s*(ms|milliseconds?|s|seconds?|m|minutes?)$")
 
 
@@ -23,6 +27,11 @@ def parse_trigger(value: str) -> str:
     if value == AVAILABLE_NOW or _INTERVAL.match(value):
         return value
     raise ValueError(f"trigger must be '{AVAILABLE_NOW}' or an interval like '10 seconds', got {value!r}")
+
+
+def interval(seconds: float) -> str:
+    """A processing-time trigger of `seconds` (fractions too), in the form Spark and parse_trigger take."""
+    return f"{round(seconds * 1000)} milliseconds"
 
 
 def apply_trigger(writer: DataStreamWriter, trigger: str) -> DataStreamWriter:
@@ -68,13 +77,13 @@ def run_query(
     try:
         while query.isActive and not stop.is_set():
             query.awaitTermination(poll_s)
-            _collect(query, report, seen_batches, label, log, on_progress)
+            collect_progress(query, report, seen_batches, label, log, on_progress)
         if stop.is_set():
             report.stopped_by_signal = True
             log(f"[{label}] stopping on signal after the current batch")
             query.stop()
         query.awaitTermination()
-        _collect(query, report, seen_batches, label, log, on_progress)
+        collect_progress(query, report, seen_batches, label, log, on_progress)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -85,7 +94,7 @@ def run_query(
     return report
 
 
-def _collect(query, report: QueryReport, seen: set[int], label: str, log: Callable[[str], None],
+def collect_progress(query, report: QueryReport, seen: set[int], label: str, log: Callable[[str], None],
              on_progress: Callable[[dict], None] | None = None) -> None:
     for progress in query.recentProgress:
         batch_id = progress.get("batchId")

@@ -134,6 +134,92 @@ def write_isolated(target: Any, staged: list[tuple], log: Callable[[str], None])
 
 
 
+class SyncStream:
+    """The sync's streaming query: silver/posts' change feed -> every target, one transaction per target
+    and micro-batch (`__call__` is the foreachBatch function). `run_sync` runs it to the end; `tootlake run`
+    hosts it beside the other queries of one Spark application (`pipelines/jobs/live.py`)."""
+
+    def __init__(self, settings: Settings, spark: SparkSession, target: str = "postgres",
+                 before_batch: Callable[[int], None] | None = None, log: Callable[[str], None] = logger.info,
+                 dq: Guard | FromSettings | None = FROM_SETTINGS) -> None:
+        from tootlake.pipelines.jobs.silver import txn_app_id
+
+        self.settings, self.spark, self.target, self.log = settings, spark, target, log
+        self.before_batch = before_batch
+        self.lake = Lake(settings, spark)
+        if not self.lake.exists(SILVER_TABLE):
+            raise SyncError(f"no Delta table at {self.lake.location(SILVER_TABLE)}: "
+                            "run `tootlake silver` first")
+        self.lake.ensure_change_feed(SILVER_TABLE, log=lambda line: log(f"[sync] {line}"))
+        self.table_id = self.lake.table_id(SILVER_TABLE)
+        self.targets = make_targets(settings, target, log)
+        self.totals = {t.name: BatchCounts() for t in self.targets}
+        self.failure: list[BaseException] = []
+        self.rejected_total = 0
+        self.checkpoint = settings.checkpoint_uri(f"sync-{target}")
+        self.txn_id = txn_app_id(self.checkpoint, settings)
+        if dq is FROM_SETTINGS:
+            from tootlake.pipelines.quality.guard import Guard
+
+            dq = Guard(settings, "sync", stream_id=self.txn_id) if settings.dq_enabled else None
+        self.dq = dq
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        if self.before_batch is not None:
+            self.before_batch(batch_id)
+        if self.dq is not None:
+            from tootlake.pipelines.quality.guard import check_sync_batch
+
+            try:
+                batch = check_sync_batch(self.dq, batch, batch_id)
+            except BaseException as exc:
+                self.failure.append(exc)
+                raise
+        rows, rejected = silver_rows(batch, self.table_id)
+        staged, unstageable = stage_rows_checked(rows)
+        rejected += unstageable
+        by_key = {row["post_id"]: row for row in rows}
+        for t in self.targets:
+            try:
+                counts, poisoned = write_isolated(t, staged, self.log)
+            except BaseException as exc:
+                self.failure.append(exc)
+                raise
+            rejected += [(by_key.get(row[0], {"post_id": row[0]}), f"{t.name}: {reason}")
+                         for row, reason in poisoned]
+            self.totals[t.name].add(counts)
+            if staged:
+                self.log(f"[sync] {t.name} batch {batch_id}: {counts.staged} posts staged, "
+                         f"{counts.raw_upserted} raw / {counts.processed_upserted} processed upserted, "
+                         f"{counts.raw_deleted} deleted")
+        if rejected:
+            quarantine_sync_rows(self.spark, self.settings, rejected, SYNC_REJECTED, (self.txn_id, batch_id))
+            self.rejected_total += len(rejected)
+            self.log(f"[sync] batch {batch_id}: {len(rejected)} row(s) rejected into silver/posts_quarantine "
+                     f"(rule {SYNC_REJECTED})")
+
+    def start(self, trigger: str = AVAILABLE_NOW, max_files_per_trigger: int | None = None):
+        writer = (
+            self.lake.read_stream(SILVER_TABLE, change_feed=True, max_files_per_trigger=max_files_per_trigger)
+            .writeStream.queryName(f"sync_{self.target}")
+            .foreachBatch(self)
+            .option("checkpointLocation", self.checkpoint)
+        )
+        return apply_trigger(writer, trigger).start()
+
+    def clear_error(self, error: BaseException) -> BaseException:
+        """The clear message of what stopped the query (a SyncError), not the JVM's stack trace."""
+        if not self.failure:
+            return error
+        cause = self.failure[-1]
+        return cause if isinstance(cause, SyncError) else SyncError(
+            f"sync to {self.target} failed: {type(cause).__name__}: {cause}")
+
+    def close(self) -> None:
+        for t in self.targets:
+            t.close()
+
+
 def run_sync(
     settings: Settings,
     spark: SparkSession,
@@ -154,92 +240,32 @@ def run_sync(
     `trigger`: 'available-now' (sync what is there and return) or an interval (run until SIGTERM/Ctrl-C).
     Raises SyncError when a target stays unreachable; nothing of the failed batch is committed.
     """
-    lake = Lake(settings, spark)
-    if not lake.exists(SILVER_TABLE):
-        raise SyncError(f"no Delta table at {lake.location(SILVER_TABLE)}: run `tootlake silver` first")
-    lake.ensure_change_feed(SILVER_TABLE, log=lambda line: log(f"[sync] {line}"))
-    table_id = lake.table_id(SILVER_TABLE)
-    targets = make_targets(settings, target, log)
-    totals = {t.name: BatchCounts() for t in targets}
-    failure: list[BaseException] = []
-    rejected_total = [0]
-    checkpoint = settings.checkpoint_uri(f"sync-{target}")
-    from tootlake.pipelines.jobs.silver import txn_app_id
-
-    txn_id = txn_app_id(checkpoint, settings)
-    if dq is FROM_SETTINGS:
-        from tootlake.pipelines.quality.guard import Guard
-
-        dq = Guard(settings, "sync", stream_id=txn_id) if settings.dq_enabled else None
-
-    def write(batch: DataFrame, batch_id: int) -> None:
-        if before_batch is not None:
-            before_batch(batch_id)
-        if dq is not None:
-            from tootlake.pipelines.quality.guard import check_sync_batch
-
-            try:
-                batch = check_sync_batch(dq, batch, batch_id)
-            except BaseException as exc:
-                failure.append(exc)
-                raise
-        rows, rejected = silver_rows(batch, table_id)
-        staged, unstageable = stage_rows_checked(rows)
-        rejected += unstageable
-        by_key = {row["post_id"]: row for row in rows}
-        for t in targets:
-            try:
-                counts, poisoned = write_isolated(t, staged, log)
-            except BaseException as exc:
-                failure.append(exc)
-                raise
-            rejected += [(by_key.get(row[0], {"post_id": row[0]}), f"{t.name}: {reason}")
-                         for row, reason in poisoned]
-            totals[t.name].add(counts)
-            if staged:
-                log(f"[sync] {t.name} batch {batch_id}: {counts.staged} posts staged, "
-                    f"{counts.raw_upserted} raw / {counts.processed_upserted} processed upserted, "
-                    f"{counts.raw_deleted} deleted")
-        if rejected:
-            quarantine_sync_rows(spark, settings, rejected, SYNC_REJECTED, (txn_id, batch_id))
-            rejected_total[0] += len(rejected)
-            log(f"[sync] batch {batch_id}: {len(rejected)} row(s) rejected into silver/posts_quarantine "
-                f"(rule {SYNC_REJECTED})")
-
-    writer = (
-        lake.read_stream(SILVER_TABLE, change_feed=True, max_files_per_trigger=max_files_per_trigger)
-        .writeStream.queryName(f"sync_{target}")
-        .foreachBatch(write)
-        .option("checkpointLocation", checkpoint)
-    )
-    query = apply_trigger(writer, trigger).start()
+    stream = SyncStream(settings, spark, target, before_batch, log, dq)
+    query = stream.start(trigger, max_files_per_trigger)
     try:
         try:
             report = run_query(query, f"sync-{target}", log=log)
-        except Exception:  # StreamingQueryException from awaitTermination, or run_query's RuntimeError
-            if failure:  # the clear message, not the JVM's stack trace
-                cause = failure[-1]
-                raise (cause if isinstance(cause, SyncError) else SyncError(
-                    f"sync to {target} failed: {type(cause).__name__}: {cause}")) from cause
-            raise
+        except Exception as exc:  # StreamingQueryException from awaitTermination, or run_query's RuntimeError
+            if not stream.failure:
+                raise
+            raise stream.clear_error(exc) from stream.failure[-1]
         result: dict[str, Any] = {
             "target": target,
             "batches": report.batches,
             "rows_read": report.rows,
-            "rejected": rejected_total[0],
+            "rejected": stream.rejected_total,
             "elapsed_s": round(report.elapsed_s, 2),
         }
-        for t in targets:
-            result[t.name] = {**vars(totals[t.name]), **t.table_counts()}
+        for t in stream.targets:
+            result[t.name] = {**vars(stream.totals[t.name]), **t.table_counts()}
         if copy_gold and target in ("postgres", "all"):
             from tootlake.pipelines.databases.gold import copy_gold as copy_gold_tables
 
-            pg = next(t for t in targets if t.name == "postgres")
+            pg = next(t for t in stream.targets if t.name == "postgres")
             result["gold_tables"] = copy_gold_tables(spark, pg.connect(), settings, log)
         return result
     finally:
-        for t in targets:
-            t.close()
+        stream.close()
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="sync", description=__doc__)

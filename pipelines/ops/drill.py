@@ -7,8 +7,8 @@ Sequence (each step printed with a `tootlake status` screen at the interesting m
    the last few, which the drill sends itself after each fault so that every recovery has fresh posts);
 3. SIGKILL the producer early (it restarts and resumes from its last confirmed delivery: the records of
    its last second may reach Kafka twice, which silver dedupes), then, once every Spark stage has
-   committed a batch, SIGKILL bronze, silver, gold and sync (each stage's whole process group: driver,
-   JVM, Python workers);
+   committed a batch, SIGKILL the Spark application hosting bronze, silver, gold and sync (its whole
+   process group: driver, JVM, Python workers), or each stage's own JVM when RUN_ONE_APP is false;
 4. stop the Kafka broker for `outage_s`, start it; stop PostgreSQL for `outage_s`, start it;
 5. wait until the producer is done and PostgreSQL holds every expected post, SIGTERM `tootlake run`;
 6. count: produced / bronze / silver / quarantined / RAWPOSTS / PROCESSEDPOSTS, then row for row: every
@@ -38,7 +38,13 @@ from typing import Any
 from tootlake.catalog.vocab import BRONZE_POSTS_RAW, SILVER_POSTS, SILVER_POSTS_QUARANTINE
 from tootlake.pipelines.ops import services
 from tootlake.pipelines.ops.processes import tree_rss, wait_until
-from tootlake.pipelines.ops.supervisor import STAGE_CHECKPOINTS, child_env, read_state, state_path
+from tootlake.pipelines.ops.supervisor import (
+    APP_STAGE,
+    STAGE_CHECKPOINTS,
+    child_env,
+    read_state,
+    state_path,
+)
 from tootlake.pipelines.settings import Settings
 from tootlake.pipelines.source.mastodon import SourceEvent
 
@@ -330,7 +336,7 @@ class Drill:
         self._count(expected, expected_contents(events))
         state = read_state(s) or {}
         self.report.restarts = {k: v.get("restarts", 0) for k, v in state.get("stages", {}).items()}
-        for stage in ("producer", *SPARK_STAGES):
+        for stage in ("producer", *self.kill_targets()):
             if self.report.restarts.get(stage, 0) <= self.restarts_before_kill.get(stage, 10**6):
                 self.report.problems.append(f"{stage} was not restarted after its SIGKILL")
         if self.report.run_exit != 0:
@@ -401,25 +407,37 @@ class Drill:
         )
         self.show_status("drained")
 
+    def kill_targets(self) -> dict[str, tuple[str, ...]]:
+        """What the drill SIGKILLs -> the Spark stages whose recovery it then waits for: the one application
+        hosting all four queries (RUN_ONE_APP), or each stage's own JVM."""
+        if self.settings.run_one_app:
+            return {APP_STAGE: SPARK_STAGES}
+        return {stage: (stage,) for stage in SPARK_STAGES}
+
     def _kill_spark_stages(self) -> None:
-        pending, kills, recovered = list(SPARK_STAGES), {}, set()
+        targets = self.kill_targets()
+        pending, kills, recovered = list(targets), {}, set()
+        waits = [(target, stage) for target, stages in targets.items() for stage in stages]
         deadline = time.monotonic() + 4 * self.stage_timeout_s
-        while len(recovered) < len(SPARK_STAGES) and time.monotonic() < deadline:
+        while len(recovered) < len(waits) and time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"`tootlake run` exited ({self.proc.returncode}) during the stage kills")
-            for stage in list(pending):
-                if self._commits(stage) and self._stage_state(stage).get("state") == "running":
-                    kills[stage] = self.kill_stage(stage)
-                    pending.remove(stage)
+            for target in list(pending):
+                if (all(self._commits(stage) for stage in targets[target])
+                        and self._stage_state(target).get("state") == "running"):
+                    kills[target] = self.kill_stage(target)
+                    pending.remove(target)
                     if not pending:
                         self.show_status("just after the last stage kill")
                         self._inject(parts_left=3)
-            for stage, at in kills.items():
-                got = None if stage in recovered else self._first_commit_after(stage, at)
+            for target, stage in waits:
+                at = kills.get(target)
+                got = None if at is None or stage in recovered else self._first_commit_after(stage, at)
                 if got is not None:
                     recovered.add(stage)
                     self.report.recovery_s[f"kill {stage}"] = round(got - at, 1)
-                    self.log(f"[drill] kill {stage}: it committed a batch {got - at:.0f} s after the SIGKILL")
+                    self.log(f"[drill] kill {target}: {stage} committed a batch {got - at:.0f} s after the "
+                             "SIGKILL")
             self._sample_rss()
             time.sleep(1.0)
         for stage in SPARK_STAGES:

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.catalog.vocab import DQ_METRICS, SILVER_POSTS_QUARANTINE
-from tootlake.pipelines.ops.supervisor import STAGE_CHECKPOINTS, STAGE_TABLES, read_state, stage_log_dir
+from tootlake.pipelines.ops.supervisor import (
+    APP_STAGE,
+    STAGE_CHECKPOINTS,
+    STAGE_TABLES,
+    read_state,
+    stage_log_dir,
+)
 from tootlake.pipelines.settings import Settings, is_object_store
 
 KAFKA_TIMEOUT_S = 1.5
@@ -156,8 +162,9 @@ def kafka_lag(end_offsets: dict[str, int] | None, bronze_offsets: dict[str, Any]
     return {p: (end - int(consumed[p]) if p in consumed else None) for p, end in end_offsets.items()}
 
 
-def _last_batch_line(log_file: Path) -> dict[str, int] | None:
-    """The last "[stage] batch N: R rows" line a stage printed (its log under `tootlake run`)."""
+def _last_batch_line(log_file: Path, label: str | None = None) -> dict[str, int] | None:
+    """The last "[stage] batch N: R rows" line a stage printed (its log under `tootlake run`); `label`:
+    only that stage's lines (a log several queries share)."""
     try:
         with log_file.open("rb") as handle:
             handle.seek(0, 2)
@@ -165,7 +172,8 @@ def _last_batch_line(log_file: Path) -> dict[str, int] | None:
             tail = handle.read().decode(errors="replace")
     except OSError:
         return None
-    matches = _BATCH_LINE.findall(tail)
+    pattern = _BATCH_LINE if label is None else re.compile(rf"\[{re.escape(label)}\] batch (\d+): (\d+) rows")
+    matches = pattern.findall(tail)
     if not matches:
         return None
     batch, rows = matches[-1]
@@ -281,7 +289,11 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     stages: dict[str, Any] = {}
     for stage, checkpoint_name in STAGE_CHECKPOINTS.items():
         info: dict[str, Any] = {"checkpoint": _checkpoint(settings, checkpoint_name)}
-        line = _last_batch_line(stage_log_dir(settings) / f"{stage}.log")
+        hosted = (supervisor or {}).get("stages", {}).get(stage, {}).get("app")
+        if hosted:  # a query of the one application: its lines in the application's log
+            line = _last_batch_line(stage_log_dir(settings) / f"{hosted}.log", stage)
+        else:
+            line = _last_batch_line(stage_log_dir(settings) / f"{stage}.log")
         if line:
             info["last_logged_batch"] = line
         table = STAGE_TABLES.get(stage)
@@ -290,8 +302,9 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         if supervisor and stage in supervisor.get("stages", {}):
             info["supervisor"] = supervisor["stages"][stage]
         stages[stage] = info
-    if supervisor and "producer" in supervisor.get("stages", {}):
-        stages["producer"] = {"supervisor": supervisor["stages"]["producer"]}
+    for process in ("producer", APP_STAGE):
+        if supervisor and process in supervisor.get("stages", {}):
+            stages[process] = {"supervisor": supervisor["stages"][process]}
     bronze_cp = stages["bronze"]["checkpoint"]
     lag = kafka_lag(kafka.get("end_offsets"), bronze_cp["offsets"] if bronze_cp else None,
                     settings.kafka_topic)
@@ -360,7 +373,7 @@ def format_status(status: dict[str, Any]) -> str:
             if sup.get("rss_bytes") is not None else ""
         lines.append(f"supervisor: {alive}{rss}")
     lines.append("stages       state     restarts  last batch           rows   table, version, rows")
-    for name in ("producer", *STAGE_CHECKPOINTS):
+    for name in ("producer", APP_STAGE, *STAGE_CHECKPOINTS):
         info = status["stages"].get(name)
         if info is None:
             continue

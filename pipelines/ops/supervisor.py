@@ -37,12 +37,14 @@ from typing import Any
 from pydantic_settings import NoDecode
 
 from tootlake.catalog.vocab import BRONZE_POSTS_RAW, GOLD_POSTS_PER_MINUTE, SILVER_POSTS
+from tootlake.pipelines.jobs.streaming import interval
 from tootlake.pipelines.ops.processes import is_running, tree_rss, wait_until
 from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, is_object_store, write_secrets_file
 
 Log = Callable[[str], None]
 logger = logging.getLogger(__name__)
 STATE_FILE = "run.json"
+APP_STAGE = "pipeline"  # the one Spark application hosting the Spark stages as queries (RUN_ONE_APP)
 
 # Which checkpoint folder and Delta table show a stage's progress (used by `tootlake status` too).
 STAGE_CHECKPOINTS = {
@@ -103,19 +105,23 @@ def _job(module: str, *args: str, python: str = sys.executable) -> tuple[str, ..
 
 def continuous_stages(settings: Settings, producer: bool = True, producer_args: tuple[str, ...] = (),
                       python: str = sys.executable) -> list[Stage]:
-    """producer (replay by default) -> bronze -> silver -> gold stream -> sync, all continuous."""
-    trigger = f"{settings.run_trigger_s} seconds"
-    bronze_log = (_table_ready(settings, STAGE_TABLES["bronze"]),)
-    silver_log = (_table_ready(settings, STAGE_TABLES["silver"]),)
+    """producer (replay by default) -> bronze -> silver -> gold stream -> sync, all continuous: as the
+    queries of one Spark application (`pipeline`, RUN_ONE_APP, the default) or a JVM per stage."""
+    trigger = interval(settings.run_trigger_s)
+    gold_trigger = interval(settings.gold_stream_trigger_s)
     stages = []
     if producer:
         stages.append(Stage("producer", (python, "-m", "tootlake.pipelines.cli", "producer", "run",
                                          *producer_args), finite=True))
+    if settings.run_one_app:  # the application waits for each query's input table itself
+        return [*stages, Stage(APP_STAGE, _job("live", "--trigger", trigger, "--gold-trigger", gold_trigger,
+                                                python=python))]
+    bronze_log = (_table_ready(settings, STAGE_TABLES["bronze"]),)
+    silver_log = (_table_ready(settings, STAGE_TABLES["silver"]),)
     stages += [
         Stage("bronze", _job("bronze", "--trigger", trigger, python=python)),
         Stage("silver", _job("silver", "--trigger", trigger, python=python), needs=bronze_log),
-        Stage("gold", _job("gold", "--stream", "--trigger", f"{settings.gold_stream_trigger_s} seconds",
-                           python=python), needs=silver_log),
+        Stage("gold", _job("gold", "--stream", "--trigger", gold_trigger, python=python), needs=silver_log),
         Stage("sync", _job("sync", "--trigger", trigger, "--no-gold", python=python), needs=silver_log),
     ]
     return stages
@@ -192,6 +198,31 @@ class StageState:
     next_start_in_s: float | None = None
     log: str = ""
     failures_in_a_row: int = field(default=0, repr=False)
+
+
+def app_query_states(app: dict[str, Any], settings: Settings) -> dict[str, dict[str, Any]]:
+    """The application's queries as stages (what `status` and the drill read): each query's own state
+    while the application that wrote `live.json` runs, else the application's state; pid and log are the
+    application's, restarts count the application's restarts plus the query's own."""
+    from tootlake.pipelines.jobs.streaming import LIVE_STATE_FILE
+
+    try:
+        live = json.loads((settings.path(settings.state_dir) / LIVE_STATE_FILE).read_text())
+    except (OSError, ValueError):
+        live = {}
+    queries = live.get("queries", {}) if live.get("pid") == app.get("pid") and app.get("pid") else {}
+    out = {}
+    for name in STAGE_CHECKPOINTS:
+        query = queries.get(name, {})
+        running = app.get("state") == "running"
+        out[name] = {
+            **app, "name": name, "app": APP_STAGE,
+            "state": query.get("state", app.get("state")) if running else app.get("state"),
+            "restarts": int(app.get("restarts") or 0) + int(query.get("restarts") or 0),
+            "last_error": query.get("last_error"),
+            "last_batch_id": query.get("last_batch_id"),
+        }
+    return out
 
 
 def _now() -> str:
@@ -363,6 +394,8 @@ class Supervisor:
             "stages": {name: {k: v for k, v in asdict(st).items() if k != "failures_in_a_row"}
                        for name, st in self.states.items()},
         }
+        if APP_STAGE in self.states:
+            state["stages"].update(app_query_states(state["stages"][APP_STAGE], self.settings))
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1))

@@ -15,10 +15,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from tootlake.pipelines.jobs.streaming import LIVE_STATE_FILE
 from tootlake.pipelines.ops.status import checkpoint_info, kafka_lag
 from tootlake.pipelines.ops.supervisor import (
+    APP_STAGE,
     Stage,
     Supervisor,
+    app_query_states,
     child_env,
     continuous_stages,
     read_state,
@@ -131,11 +134,36 @@ def test_once_runs_in_order_and_fails_when_a_stage_fails(settings, tmp_path: Pat
 
 def test_settings_env_round_trips(settings) -> None:
     env = settings_env(settings.model_copy(update={"filter_languages": ["en", "de"], "run_trigger_s": 7}))
-    assert env["FILTER_LANGUAGES"] == "en,de" and env["RUN_TRIGGER_S"] == "7"
+    assert env["FILTER_LANGUAGES"] == "en,de" and float(env["RUN_TRIGGER_S"]) == 7
     assert env["LAKE_DIR"] == str(settings.lake_dir)
-    stages = continuous_stages(settings.model_copy(update={"run_trigger_s": 7}))
-    assert [s.name for s in stages] == ["producer", "bronze", "silver", "gold", "sync"]
-    assert "7 seconds" in stages[1].argv
+    one_app = continuous_stages(settings.model_copy(update={"run_trigger_s": 0.5}))
+    assert [s.name for s in one_app] == ["producer", APP_STAGE]
+    assert one_app[1].argv[-4:-2] == ("--trigger", "500 milliseconds") and not one_app[1].needs
+    per_stage = continuous_stages(settings.model_copy(update={"run_trigger_s": 7, "run_one_app": False}))
+    assert [s.name for s in per_stage] == ["producer", "bronze", "silver", "gold", "sync"]
+    assert "7000 milliseconds" in per_stage[1].argv and per_stage[2].needs
+
+
+def test_application_queries_show_as_stages(settings, tmp_path: Path) -> None:
+    """`status` and the drill see each query of the one application as a stage: its own state while the
+    application that wrote live.json runs, the application's pid and log, restarts added up."""
+    settings = settings.model_copy(update={"state_dir": tmp_path})
+    app = {"name": APP_STAGE, "state": "running", "pid": 4242, "restarts": 2, "log": "pipeline.log"}
+    live = settings.path(settings.state_dir) / LIVE_STATE_FILE
+    live.parent.mkdir(parents=True, exist_ok=True)
+    live.write_text(json.dumps({"pid": 4242, "queries": {
+        "silver": {"state": "backoff", "restarts": 3, "last_error": "boom", "last_batch_id": 9}}}))
+    stages = app_query_states(app, settings)
+    assert set(stages) == {"bronze", "silver", "gold", "sync"}
+    assert stages["silver"]["state"] == "backoff" and stages["silver"]["restarts"] == 5
+    assert stages["silver"]["pid"] == 4242 and stages["silver"]["last_error"] == "boom"
+    assert stages["bronze"]["state"] == "running" and stages["bronze"]["restarts"] == 2
+    # a live.json of an earlier application (another pid) says nothing about this one
+    stale = app_query_states({**app, "pid": 5151}, settings)
+    assert stale["silver"]["state"] == "running" and stale["silver"]["restarts"] == 2
+    # the application down: every query has its state
+    down = app_query_states({**app, "state": "backoff"}, settings)
+    assert {s["state"] for s in down.values()} == {"backoff"}
 
 
 def test_tree_rss_counts_children() -> None:
