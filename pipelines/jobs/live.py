@@ -191,7 +191,7 @@ class LiveApp:
             st.state = "stopped"
         self.write_state(force=True)
 
-    def run(self, poll_s: float = 0.5) -> int:
+    def run(self, poll_s: float = 1.0) -> int:
         """Until SIGTERM/SIGINT, a query failing too often, or a dead SparkContext; 0 after a clean stop."""
 
         def on_signal(signum: int, _frame: Any) -> None:
