@@ -175,6 +175,13 @@ class Settings(BaseSettings):
     run_healthy_after_s: float = Field(120.0, gt=0)  # a stage up this long resets its back-off
     run_stop_timeout_s: float = Field(60.0, gt=0)  # SIGTERM -> wait this long -> SIGKILL
 
+    # --- tootlake maintain (also every maintain_every_s under `tootlake run`; 0 = never) -------------
+    maintain_every_s: float = Field(3600.0, ge=0)
+    maintain_target_file_mb: int = Field(128, ge=1)  # OPTIMIZE bin-packs small files up to about this
+    maintain_vacuum_retain_hours: float = Field(168.0, ge=0)  # VACUUM keeps this much time travel
+    maintain_log_retention_days: int = Field(30, ge=1)  # delta.logRetentionDuration
+    maintain_tombstone_days: float = Field(30.0, ge=0)  # never-seen tombstones older than this go (0 = keep)
+
     # --- silver ----------------------------------------------------------------------------------
     silver_max_content_chars: int = Field(50_000, ge=1)  # longer HTML content -> quarantine
     silver_future_tolerance_s: float = Field(300.0, ge=0)  # created_at later than now + this -> quarantine

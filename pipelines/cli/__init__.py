@@ -17,6 +17,7 @@ from tootlake.pipelines.cli import (
     demo,
     dq,
     layers,
+    maintain,
     models,
     produce,
     run,
@@ -27,7 +28,7 @@ from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import SettingsError
 
 # In `tootlake --help` order.
-COMMANDS = (services, produce, layers, models, demo, bench, analysis, db, dq, run, status)
+COMMANDS = (services, produce, layers, models, demo, bench, analysis, db, dq, run, maintain, status)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -77,8 +78,15 @@ class LiveApp:
 
     def __init__(self, settings: Settings, queries: list[LiveQuery], spark: Any = None,
                  state_file: Path | None = None, log: Callable[[str], None] = logger.info,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 maintenance: Callable[[], Any] | None = None) -> None:
+        from tootlake.pipelines.ops.maintain import Schedule
+
         self.settings, self.queries, self.spark, self.log, self.clock = settings, queries, spark, log, clock
+        # `tootlake maintain` every MAINTAIN_EVERY_S, in a thread of its own beside the queries
+        self.maintenance = maintenance
+        self.maintenance_schedule = Schedule(settings.maintain_every_s)
+        self.maintenance_thread: threading.Thread | None = None
         self.state_file = state_file
         self.states = {q.name: QueryState(q.name) for q in queries}
         self.running: dict[str, Any] = {}
@@ -156,6 +164,26 @@ class LiveApp:
                     st.restarts += 1
                     self._start(query)
 
+    def maybe_maintain(self) -> None:
+        """Start the lake maintenance when it is due and the previous run has ended."""
+        if self.maintenance is None or (self.maintenance_thread and self.maintenance_thread.is_alive()):
+            return
+        if not self.maintenance_schedule.due(self.clock()):
+            return
+        maintenance = self.maintenance
+
+        def run() -> None:
+            if self.spark is not None:
+                self.spark.sparkContext.setLocalProperty(SCHEDULER_POOL, "maintain")
+            try:
+                maintenance()
+            except Exception as exc:  # noqa: BLE001 - the queries go on; the next run tries again
+                self.log(f"[live] maintenance failed: {type(exc).__name__}: {exc}")
+
+        self.log("[live] maintenance: compaction, retention, VACUUM (`tootlake maintain`)")
+        self.maintenance_thread = threading.Thread(target=run, name="maintain", daemon=True)
+        self.maintenance_thread.start()
+
     def context_alive(self) -> bool:
         if self.spark is None:
             return True
@@ -206,6 +234,7 @@ class LiveApp:
             while not self.stop_requested:
                 self.tick()
                 self.write_state()
+                self.maybe_maintain()
                 if not self.context_alive():
                     self.log("[live] the SparkContext stopped: ending the application")
                     self.exit_code = 1
@@ -278,7 +307,9 @@ def run(args: argparse.Namespace) -> int:
     state_file = settings.path(settings.state_dir) / LIVE_STATE_FILE
     names = ", ".join(q.name for q in queries)
     logger.info(f"[live] one Spark application, {len(queries)} queries ({names}), trigger {trigger}")
-    return LiveApp(settings, queries, spark, state_file).run()
+    from tootlake.pipelines.ops.maintain import maintain
+
+    return LiveApp(settings, queries, spark, state_file, maintenance=lambda: maintain(spark, settings)).run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.catalog.vocab import DQ_METRICS, SILVER_POSTS_QUARANTINE
+from tootlake.pipelines.ops.maintain import read_state as read_maintain_state
 from tootlake.pipelines.ops.supervisor import (
     APP_STAGE,
     STAGE_CHECKPOINTS,
@@ -195,7 +196,7 @@ def _tables(settings: Settings) -> dict[str, dict[str, Any]]:
             adds = pa.table(table.get_add_actions(flatten=True))
             rows = pc.sum(adds.column("num_records")).as_py() if adds.num_rows else 0
             last = table.history(1)[0]
-            out[name] = {"version": table.version(), "rows": int(rows or 0),
+            out[name] = {"version": table.version(), "rows": int(rows or 0), "files": adds.num_rows,
                          "last_commit_rows": _commit_rows(last.get("operationMetrics") or {}),
                          "last_commit_at": datetime.fromtimestamp(int(last["timestamp"]) / 1000, tz=UTC)
                          .isoformat(timespec="seconds"), "last_operation": last.get("operation")}
@@ -319,6 +320,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "kafka_lag": {"topic": settings.kafka_topic, "end_offsets": kafka.get("end_offsets"),
                       "lag": lag, "total": sum(v for v in lag.values() if v is not None) if lag else None},
         "tables": tables,
+        "maintain": read_maintain_state(settings),
     }
     try:
         result["quarantine"] = _quarantine(settings, tables)
@@ -406,8 +408,13 @@ def format_status(status: dict[str, Any]) -> str:
         if "error" in info:
             lines.append(f"  {name:<28} unreadable: {info['error']}")
         else:
-            lines.append(f"  {name:<28} v{info['version']:<5} {info['rows']:>8} rows  last "
-                         f"{info['last_operation']} {info['last_commit_at']}")
+            lines.append(f"  {name:<28} v{info['version']:<5} {info['rows']:>8} rows {info['files']:>5} files"
+                         f"  last {info['last_operation']} {info['last_commit_at']}")
+    maintained = status.get("maintain")
+    lines.append("maintenance: never ran (`tootlake maintain`)" if not maintained else
+                 f"maintenance: last ran {maintained['at']} ("
+                 + ", ".join(f"{t['table']} {t['files_before']}->{t['files_after']} files" if "error" not in t
+                             else f"{t['table']} FAILED" for t in maintained.get("tables", [])) + ")")
     quarantine = status.get("quarantine")
     if quarantine is None:
         lines.append("quarantine: no table yet")

@@ -12,7 +12,7 @@ import pytest
 from tootlake.pipelines.cli import build_parser, main
 
 COMMANDS = {"services", "produce", "producer", "bronze", "silver", "gold", "sync", "models", "demo", "bench",
-            "history", "show", "diff", "restore", "sql", "db", "dq", "run", "drill", "status"}
+            "history", "show", "diff", "restore", "sql", "db", "dq", "run", "drill", "maintain", "status"}
 BENCHES = {"bronze", "silver", "gold", "sync", "models", "dq", "fuzz", "freshness", "objectstore"}
 # Imported by handlers only, never to build the parser (`tootlake --help` would pay for them).
 HEAVY = ("great_expectations", "matplotlib", "onnxruntime", "tokenizers", "sklearn", "torch",

@@ -4,6 +4,7 @@ input, restart with back-off, the clear error, giving up to a fresh JVM, state f
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from tootlake.pipelines.jobs.live import LiveApp, LiveQuery
 
@@ -124,3 +125,33 @@ def test_a_query_waits_for_its_input_and_a_start_error_is_retried(settings, tmp_
     handle = app.running["gold"]
     app.stop_all()
     assert handle.stopped and app.states["gold"].state == "stopped" and not app.running
+
+
+def test_maintenance_is_scheduled_never_at_start_and_never_twice_at_once() -> None:
+    from tootlake.pipelines.ops.maintain import Schedule, never_seen_tombstones
+
+    schedule = Schedule(every_s=60.0)
+    assert not schedule.due(100.0)  # the first look only sets the clock: the queries start first
+    assert not schedule.due(159.0) and schedule.due(160.0) and not schedule.due(161.0)
+    assert schedule.due(221.0)
+    assert not Schedule(every_s=0).due(10**9)  # 0 = never
+    condition = never_seen_tombstones(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert condition == "is_deleted AND created_at IS NULL AND deleted_at < TIMESTAMP '2026-01-02 03:04:05'"
+
+
+def test_a_slow_maintenance_is_not_started_again_while_it_runs(settings, tmp_path) -> None:
+    import threading
+
+    clock = Clock()
+    release, runs = threading.Event(), []
+    conf = settings.model_copy(update={"maintain_every_s": 10.0})
+    app = LiveApp(conf, [], log=lambda _l: None, clock=clock,
+                  maintenance=lambda: (runs.append(1), release.wait(5)))
+    app.maybe_maintain()
+    clock.now += 10
+    app.maybe_maintain()
+    clock.now += 10
+    app.maybe_maintain()  # due again, but the first run still holds the thread
+    release.set()
+    app.maintenance_thread.join(5)
+    assert runs == [1]
