@@ -461,14 +461,19 @@ class Lake:
         return self.spark.read.format("delta").load(self.location(name))
 
     def read_stream(self, name: str, change_feed: bool = False,
-                    max_files_per_trigger: int | None = None) -> DataFrame:
+                    max_files_per_trigger: int | None = None, max_mb_per_trigger: int | None = None
+                    ) -> DataFrame:
         """A Delta stream of the table's commits; with `change_feed`, its change data feed (the columns plus
-        `_change_type`, `_commit_version`, `_commit_timestamp`)."""
+        `_change_type`, `_commit_version`, `_commit_timestamp`). The caps bound each micro-batch (Delta
+        takes whole files, so a batch may pass the size cap by one file), the first batch of a new
+        checkpoint (the table's snapshot) too."""
         reader = self.spark.readStream.format("delta")
         if change_feed:
             reader = reader.option("readChangeFeed", "true")
         if max_files_per_trigger:
             reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
+        if max_mb_per_trigger:
+            reader = reader.option("maxBytesPerTrigger", f"{max_mb_per_trigger}m")
         return reader.load(self.location(name))
 
     def append_stream(self, df: DataFrame, partition_by: tuple[str, ...] = ()) -> DataStreamWriter:

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     s3proxy_heap: str = "256m"
 
     # --- sync (silver -> PostgreSQL / Oracle) ------------------------------------------------------
+    # Cap on the silver Parquet read per sync micro-batch (also the first batch of a new checkpoint on a
+    # large lake), so the driver holds one bounded batch; 0 = no cap.
+    sync_max_batch_mb: int = Field(64, ge=0)
     sync_retry_attempts: int = Field(5, ge=1, le=100)  # tries per batch when the connection is lost
     sync_retry_base_s: float = Field(1.0, gt=0)  # back-off: base * 2**n seconds, capped at sync_retry_max_s
     sync_retry_max_s: float = Field(30.0, gt=0)

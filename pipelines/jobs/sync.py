@@ -200,7 +200,8 @@ class SyncStream:
 
     def start(self, trigger: str = AVAILABLE_NOW, max_files_per_trigger: int | None = None):
         writer = (
-            self.lake.read_stream(SILVER_TABLE, change_feed=True, max_files_per_trigger=max_files_per_trigger)
+            self.lake.read_stream(SILVER_TABLE, change_feed=True, max_files_per_trigger=max_files_per_trigger,
+                                  max_mb_per_trigger=self.settings.sync_max_batch_mb or None)
             .writeStream.queryName(f"sync_{self.target}")
             .foreachBatch(self)
             .option("checkpointLocation", self.checkpoint)
