@@ -166,6 +166,7 @@ class Settings(BaseSettings):
     spark_shuffle_partitions: int = Field(4, ge=1)
     spark_executor_memory: str = "1g"  # per executor on a cluster (SPARK_MASTER=spark://...)
     spark_cores_max: int | None = Field(None, ge=1)  # cluster: cap on cores per job (unset: all offered)
+    spark_event_log_dir: Path | None = None  # set: Spark event logs there (Spark history server, profiling)
 
     # --- tootlake run (supervisor) -------------------------------------------------------------------
     # One Spark application hosts bronze, silver, the gold stream and sync (false: a JVM per stage).
