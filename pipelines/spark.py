@@ -76,8 +76,9 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
     if settings.spark_event_log_dir:  # every job and stage with its timing, for the history server
         event_logs = settings.path(settings.spark_event_log_dir)
         event_logs.mkdir(parents=True, exist_ok=True)
-        for key, value in {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(event_logs),
-                           "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}.items():
+        event_conf = {"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(event_logs),
+                      "spark.eventLog.compress": "false", "spark.eventLog.rolling.enabled": "false"}
+        for key, value in event_conf.items():
             builder = builder.config(key, value)
     classpath = s3a_classpath(settings)
     if classpath:
