@@ -482,14 +482,20 @@ class Lake:
         writer = df.writeStream.format("delta").outputMode("append")
         return writer.partitionBy(*partition_by) if partition_by else writer
 
-    def create(self, name: str, schema: StructType, change_feed: bool = False) -> None:
-        """Create the table with `schema` unless it exists (optionally born with the change data feed on)."""
+    def create(self, name: str, schema: StructType, change_feed: bool = False,
+               partition_by: tuple[str, ...] = (), properties: dict[str, str] | None = None) -> None:
+        """Create the table with `schema` unless it exists (optionally born with the change data feed on,
+        partitioned, with more table properties)."""
         from delta.tables import DeltaTable as SparkDeltaTable
 
         builder = SparkDeltaTable.createIfNotExists(self.spark).location(self.location(name))
         builder = builder.addColumns(schema)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
         if change_feed:
             builder = builder.property(CHANGE_FEED, "true")
+        for key, value in (properties or {}).items():
+            builder = builder.property(key, value)
         builder.execute()
 
     def overwrite(self, name: str, df: DataFrame) -> None:

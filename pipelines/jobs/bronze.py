@@ -35,6 +35,7 @@ from tootlake.pipelines.settings import Settings
 logger = logging.getLogger(__name__)
 
 BRONZE_TABLE = POSTS_RAW.name
+STATS_COLUMNS = "topic,partition,offset,kafka_timestamp,ingested_at,ingest_date"
 
 
 def start_bronze_query(
@@ -57,6 +58,10 @@ def start_bronze_query(
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
     rows = posts_raw(reader.load(), ingested_at=F.current_timestamp())
     lake = Lake(settings, spark)
+    # Born with statistics on the Kafka coordinates only: min/max of the long key and value strings cost
+    # write time and skip nothing (silver streams bronze whole; lookups go by partition and offset).
+    lake.create(BRONZE_TABLE, rows.schema, partition_by=POSTS_RAW.partition_by,
+                properties={"delta.dataSkippingStatsColumns": STATS_COLUMNS})
     writer = (
         lake.append_stream(rows, partition_by=POSTS_RAW.partition_by)
         .queryName("bronze_posts_raw")
