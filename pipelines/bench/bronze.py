@@ -119,7 +119,8 @@ def _plain_writer_rate(settings, expected: int, path) -> float:
             "kafka_timestamp": [datetime.fromtimestamp(m.timestamp()[1] / 1000, UTC) for m in pending],
             "ingested_at": [now] * len(pending), "ingest_date": [now.date()] * len(pending),
         }
-        write_deltalake(str(path), pa.table(columns, schema=schema), mode="append", partition_by=["ingest_date"])
+        write_deltalake(str(path), pa.table(columns, schema=schema), mode="append",
+                        partition_by=["ingest_date"])
         written += len(pending)
         pending.clear()
 
