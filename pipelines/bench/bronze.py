@@ -85,26 +85,33 @@ def run(args: argparse.Namespace) -> int:
 WRITER_BATCH = 10_000
 
 
+def _consumer(settings, group: str):
+    """A confluent-kafka consumer of the whole topic, in a group of its own (reads from the start)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": f"{group}-{uuid.uuid4().hex[:8]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    consumer.subscribe([settings.kafka_topic])
+    return consumer
+
+
 def _plain_writer_rate(settings, expected: int, path) -> float:
     """Rows/s of a bare confluent-kafka consumer that writes bronze's columns with delta-rs
     (`write_deltalake`, WRITER_BATCH records per append, partitioned by ingest_date)."""
     from datetime import UTC, datetime
 
     import pyarrow as pa
-    from confluent_kafka import Consumer
     from deltalake import write_deltalake
 
     schema = pa.schema([("key", pa.string()), ("value", pa.string()), ("topic", pa.string()),
                         ("partition", pa.int32()), ("offset", pa.int64()),
                         ("kafka_timestamp", pa.timestamp("us", "UTC")),
                         ("ingested_at", pa.timestamp("us", "UTC")), ("ingest_date", pa.date32())])
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": f"bench-writer-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
-    consumer.subscribe([settings.kafka_topic])
+    consumer = _consumer(settings, "bench-writer")
     pending: list = []
     written, first_at = 0, None
 
@@ -144,15 +151,8 @@ def _plain_writer_rate(settings, expected: int, path) -> float:
 
 def _plain_consumer_rate(settings, expected: int) -> float:
     """Messages/s of a bare confluent-kafka consumer reading the whole topic from the start."""
-    from confluent_kafka import Consumer
 
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": f"bench-plain-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
-    consumer.subscribe([settings.kafka_topic])
+    consumer = _consumer(settings, "bench-plain")
     seen, first_at = 0, None
     deadline = time.monotonic() + 120
     try:

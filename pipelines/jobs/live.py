@@ -35,6 +35,7 @@ from tootlake.pipelines.jobs.streaming import (
     collect_progress,
     interval,
     parse_trigger,
+    restart_backoff,
 )
 from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import Settings
@@ -115,9 +116,7 @@ class LiveApp:
 
     def _failed(self, query: LiveQuery, error: BaseException, ran_s: float) -> None:
         st = self.states[query.name]
-        if ran_s >= self.settings.run_healthy_after_s:
-            st.failures_in_a_row = 0
-        st.failures_in_a_row += 1
+        st.failures_in_a_row, delay = restart_backoff(self.settings, st.failures_in_a_row, ran_s)
         st.last_error = f"{type(error).__name__}: {str(error).strip()[:500]}"
         if st.failures_in_a_row >= self.settings.run_app_max_query_failures:
             self.log(f"[live] {query.name}: failed {st.failures_in_a_row} times in a row ({st.last_error}); "
@@ -125,8 +124,6 @@ class LiveApp:
             self.exit_code = 1
             self.stop_requested = True
             return
-        delay = min(self.settings.run_backoff_base_s * 2 ** (st.failures_in_a_row - 1),
-                    self.settings.run_backoff_max_s)
         st.state = "backoff"
         self.retry_at[query.name] = self.clock() + delay
         self.log(f"[live] {query.name}: FAILED after {ran_s:.0f} s: {st.last_error}; "

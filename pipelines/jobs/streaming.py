@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # no pyspark import: the supervisor and `status` use this module's helpers
     from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
+    from tootlake.pipelines.settings import Settings
+
 
 logger = logging.getLogger(__name__)
 AVAILABLE_NOW = "available-now"
@@ -27,6 +29,14 @@ def parse_trigger(value: str) -> str:
     if value == AVAILABLE_NOW or _INTERVAL.match(value):
         return value
     raise ValueError(f"trigger must be '{AVAILABLE_NOW}' or an interval like '10 seconds', got {value!r}")
+
+
+def restart_backoff(settings: Settings, failures_in_a_row: int, ran_s: float) -> tuple[int, float]:
+    """After a failure: (failures in a row counting this one, seconds to wait before the restart), i.e.
+    RUN_BACKOFF_BASE_S * 2**(n-1) capped at RUN_BACKOFF_MAX_S; n starts over when the run that failed had
+    lasted RUN_HEALTHY_AFTER_S. The supervisor's processes and the application's queries share it."""
+    n = 1 if ran_s >= settings.run_healthy_after_s else failures_in_a_row + 1
+    return n, min(settings.run_backoff_base_s * 2 ** (n - 1), settings.run_backoff_max_s)
 
 
 def interval(seconds: float) -> str:

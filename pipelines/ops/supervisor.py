@@ -37,7 +37,7 @@ from typing import Any
 from pydantic_settings import NoDecode
 
 from tootlake.catalog.vocab import BRONZE_POSTS_RAW, GOLD_POSTS_PER_MINUTE, SILVER_POSTS
-from tootlake.pipelines.jobs.streaming import interval
+from tootlake.pipelines.jobs.streaming import interval, restart_backoff
 from tootlake.pipelines.ops.processes import is_running, tree_rss, wait_until
 from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, is_object_store, write_secrets_file
 
@@ -344,11 +344,7 @@ class Supervisor:
             self.log(f"[run] {stage.name}: finished")
             return
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
-        if ran_s >= self.settings.run_healthy_after_s:
-            st.failures_in_a_row = 0
-        st.failures_in_a_row += 1
-        delay = min(self.settings.run_backoff_base_s * 2 ** (st.failures_in_a_row - 1),
-                    self.settings.run_backoff_max_s)
+        st.failures_in_a_row, delay = restart_backoff(self.settings, st.failures_in_a_row, ran_s)
         st.state = "backoff"
         self.retry_at[stage.name] = time.monotonic() + delay
         self.log(f"[run] {stage.name}: {how} after {ran_s:.0f} s; restart in {delay:.0f} s "
