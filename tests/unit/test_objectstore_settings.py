@@ -73,7 +73,9 @@ def test_external_endpoint_tls_region_style_and_secret_keys(tmp_path: Path) -> N
 
 
 def test_stages_wait_for_a_table_on_the_store_not_a_folder(tmp_path: Path) -> None:
-    stages = {stage.name: stage for stage in continuous_stages(_s3(tmp_path), producer=False)}
+    # a JVM per stage: the supervisor waits (the one application waits itself, with the Lake's exists())
+    per_stage = _s3(tmp_path).model_copy(update={"run_one_app": False})
+    stages = {stage.name: stage for stage in continuous_stages(per_stage, producer=False)}
     (need,) = stages["silver"].needs
     assert isinstance(need, TableReady) and str(need) == "s3a://lake-bucket/tootlake/bronze/posts_raw"
     assert not need.exists()  # no store answers here: not ready, no exception
