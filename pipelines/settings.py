@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     # --- tootlake maintain (also every maintain_every_s under `tootlake run`; 0 = never) -------------
     maintain_every_s: float = Field(3600.0, ge=0)
     maintain_target_file_mb: int = Field(128, ge=1)  # OPTIMIZE bin-packs small files up to about this
-    maintain_vacuum_retain_hours: float = Field(168.0, ge=0)  # VACUUM keeps this much time travel
+    maintain_vacuum_retain_hours: int = Field(168, ge=0)  # VACUUM keeps this much time travel
     maintain_log_retention_days: int = Field(30, ge=1)  # delta.logRetentionDuration
     maintain_tombstone_days: float = Field(30.0, ge=0)  # never-seen tombstones older than this go (0 = keep)
 
