@@ -35,7 +35,7 @@ from tootlake.pipelines.settings import Settings
 logger = logging.getLogger(__name__)
 
 BRONZE_TABLE = POSTS_RAW.name
-STATS_COLUMNS = "topic,partition,offset,kafka_timestamp,ingested_at,ingest_date"
+STATS_COLUMNS = "topic,partition,offset,kafka_timestamp,ingested_at"  # ingest_date: a partition column
 
 
 def start_bronze_query(
