@@ -151,7 +151,6 @@ def _plain_writer_rate(settings, expected: int, path) -> float:
 
 def _plain_consumer_rate(settings, expected: int) -> float:
     """Messages/s of a bare confluent-kafka consumer reading the whole topic from the start."""
-
     consumer = _consumer(settings, "bench-plain")
     seen, first_at = 0, None
     deadline = time.monotonic() + 120

@@ -13,8 +13,8 @@ def register(subparsers) -> None:
                     "files older than MAINTAIN_VACUUM_RETAIN_HOURS (the time-travel window), and on "
                     "silver/posts remove tombstones of posts never seen, older than MAINTAIN_TOMBSTONE_DAYS. "
                     "Prints files per table and their median size before and after. `tootlake run` does this "
-                    "every "
-                    "MAINTAIN_EVERY_S seconds. Safe beside running jobs: a writer that loses a race retries.",
+                    "every MAINTAIN_EVERY_S seconds. Safe beside running jobs: a writer that loses a race "
+                    "retries.",
     )
     parser.add_argument("--table", dest="tables", action="append", metavar="LAYER.TABLE",
                         help="only this table (repeatable), e.g. silver.posts")

@@ -16,7 +16,6 @@ Entry point: `python -m tootlake.pipelines.jobs.live --trigger "2 seconds"` (wha
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -38,6 +37,7 @@ from tootlake.pipelines.jobs.streaming import (
     restart_backoff,
 )
 from tootlake.pipelines.logs import configure_logging
+from tootlake.pipelines.ops.processes import write_state_file
 from tootlake.pipelines.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -196,10 +196,7 @@ class LiveApp:
         state = {"pid": os.getpid(), "updated_at": _now(),
                  "queries": {name: {k: v for k, v in asdict(st).items() if k != "failures_in_a_row"}
                              for name, st in self.states.items()}}
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.state_file)
+        write_state_file(self.state_file, state)
 
     def stop_all(self) -> None:
         self.stop_requested = True

@@ -20,7 +20,6 @@ its Spark application (0 = never).
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tootlake.catalog.vocab import SILVER_POSTS
+from tootlake.pipelines.ops.processes import read_state_file, write_state_file
 from tootlake.pipelines.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -145,19 +145,12 @@ def state_path(settings: Settings) -> Path:
 
 
 def write_state(settings: Settings, results: list[dict[str, Any]]) -> None:
-    path = state_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"at": datetime.now(UTC).isoformat(timespec="seconds"), "tables": results},
-                              indent=1))
-    tmp.replace(path)
+    write_state_file(state_path(settings),
+                     {"at": datetime.now(UTC).isoformat(timespec="seconds"), "tables": results})
 
 
 def read_state(settings: Settings) -> dict[str, Any] | None:
-    try:
-        return json.loads(state_path(settings).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_state_file(state_path(settings))
 
 
 @dataclass

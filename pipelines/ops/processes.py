@@ -1,13 +1,15 @@
 """Processes: is a PID still the program we started, its command line, memory and CPU of a process tree,
-PID files, stopping a process, and polling until something is true (psutil and tenacity; no `/proc`)."""
+PID files and JSON state files, stopping a process, and polling until something is true (psutil and
+tenacity; no `/proc`)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay, wait_fixed
@@ -20,6 +22,23 @@ def read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def write_state_file(path: Path, state: dict[str, Any]) -> None:
+    """Write a JSON state file atomically (a temporary file, then a rename): a reader such as `tootlake
+    status` never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(path)
+
+
+def read_state_file(path: Path) -> dict[str, Any] | None:
+    """A JSON state file written by `write_state_file`; None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
 
 

@@ -38,7 +38,13 @@ from pydantic_settings import NoDecode
 
 from tootlake.catalog.vocab import BRONZE_POSTS_RAW, GOLD_POSTS_PER_MINUTE, SILVER_POSTS
 from tootlake.pipelines.jobs.streaming import interval, restart_backoff
-from tootlake.pipelines.ops.processes import is_running, tree_rss, wait_until
+from tootlake.pipelines.ops.processes import (
+    is_running,
+    read_state_file,
+    tree_rss,
+    wait_until,
+    write_state_file,
+)
 from tootlake.pipelines.settings import SECRETS_FILE_ENV, Settings, is_object_store, write_secrets_file
 
 Log = Callable[[str], None]
@@ -206,15 +212,12 @@ def app_query_states(app: dict[str, Any], settings: Settings) -> dict[str, dict[
     application's, restarts count the application's restarts plus the query's own."""
     from tootlake.pipelines.jobs.streaming import LIVE_STATE_FILE
 
-    try:
-        live = json.loads((settings.path(settings.state_dir) / LIVE_STATE_FILE).read_text())
-    except (OSError, ValueError):
-        live = {}
+    live = read_state_file(settings.path(settings.state_dir) / LIVE_STATE_FILE) or {}
     queries = live.get("queries", {}) if live.get("pid") == app.get("pid") and app.get("pid") else {}
+    running = app.get("state") == "running"
     out = {}
     for name in STAGE_CHECKPOINTS:
         query = queries.get(name, {})
-        running = app.get("state") == "running"
         out[name] = {
             **app, "name": name, "app": APP_STAGE,
             "state": query.get("state", app.get("state")) if running else app.get("state"),
@@ -239,10 +242,8 @@ def stage_log_dir(settings: Settings) -> Path:
 
 def read_state(settings: Settings) -> dict[str, Any] | None:
     """The supervisor's state file, with `alive` telling whether that supervisor still runs."""
-    path = state_path(settings)
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
+    state = read_state_file(state_path(settings))
+    if state is None:
         return None
     pid = state.get("pid")
     state["alive"] = isinstance(pid, int) and is_running(pid, _is_supervisor)  # not a reused PID
@@ -392,10 +393,7 @@ class Supervisor:
         }
         if APP_STAGE in self.states:
             state["stages"].update(app_query_states(state["stages"][APP_STAGE], self.settings))
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.state_file)  # atomic: `status` never reads half a file
+        write_state_file(self.state_file, state)
 
     def stop_all(self) -> None:
         self.stopping = True
