@@ -14,17 +14,17 @@ demo: setup       ## start Kafka + PostgreSQL, replay real posts through every l
 setup-objectstore:  ## setup + the s3a and s3proxy jars (~0.8 GB) for a lake on object storage
 	TOOTLAKE_OBJECTSTORE=1 bash scripts/setup.sh
 
-test: setup       ## the whole suite; starts the services it needs itself
+test: setup-objectstore  ## the whole suite (with the object-store + cluster run); starts the services it needs itself
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: setup
+test-integration: setup-objectstore
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 test-objectstore: setup-objectstore  ## run --once on an s3a:// lake (embedded s3proxy) vs a local lake; sql + status on S3
-	TOOTLAKE_OBJECTSTORE_TESTS=1 $(PY) -m pytest -m integration tests/integration/test_objectstore.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m integration tests/integration/test_objectstore.py $(PYTEST_ARGS)
 
 # Oracle (ORACLE_DSN, ORACLE_USER, ORACLE_PASSWORD [, ORACLE_WALLET_DIR] in .env): the randomised sync
 # sequences and the fixed scenario on your database; fails when Oracle is not configured.

@@ -91,3 +91,37 @@ def build_spark(settings: Settings, app_name: str, extra_conf: dict[str, str] | 
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+class BatchFrames:
+    """Materialises the DataFrames one micro-batch reuses, and lets them go when the batch ends.
+
+    In local mode: `localCheckpoint` (blocks in the one JVM, lineage cut, so each later step plans
+    against one node instead of re-analysing the whole tree). On a cluster: `persist`, because a
+    local-checkpoint block lost with an executor (a worker dies) fails the job for good, while a
+    persisted block is recomputed from its lineage by Spark's task retries.
+    """
+
+    def __init__(self, spark: SparkSession) -> None:
+        self.local = spark.sparkContext.master.startswith("local")
+        self.held: list = []
+
+    def keep(self, df):
+        if self.local:
+            return df.localCheckpoint(eager=True)
+        from pyspark import StorageLevel
+
+        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        self.held.append(df)
+        return df
+
+    def release(self) -> None:
+        for df in self.held:
+            df.unpersist()
+        self.held.clear()
+
+    def __enter__(self) -> BatchFrames:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.release()

@@ -34,6 +34,7 @@ from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, pars
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings, is_object_store
+from tootlake.pipelines.spark import BatchFrames
 from tootlake.silver.parse import parse_records
 from tootlake.silver.posts import (
     MERGE_DELETE_SET,
@@ -218,6 +219,11 @@ def append_quarantine(lake: Lake, rows: DataFrame, txn: tuple[str, int] | None =
 
 
 def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) -> None:
+    with BatchFrames(batch.sparkSession) as frames:
+        _write_silver_batch(ctx, batch, batch_id, frames)
+
+
+def _write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, frames: BatchFrames) -> None:
     started = time.monotonic()
     steps: dict[str, float] = {}  # seconds per step of this batch (what a fixed per-batch cost is made of)
 
@@ -231,13 +237,13 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
     now = ctx.clock()
     settings = ctx.settings
     lake = Lake(settings, spark)
-    # Each step's result is materialised with localCheckpoint (in executor memory, lineage cut): the next
-    # step plans against a one-node plan instead of re-analysing the whole parse -> rules -> dedupe ->
-    # lookup tree, which cost seconds of driver time per batch whatever its size.
-    judged = with_rule_failures(
+    # Each step's result is materialised (a local checkpoint cuts the lineage: the next step plans against
+    # a one-node plan instead of re-analysing the whole parse -> rules -> dedupe -> lookup tree, which cost
+    # seconds of driver time per batch whatever its size).
+    judged = frames.keep(with_rule_failures(
         parse_records(batch), now, settings.silver_max_content_chars,
         timedelta(seconds=settings.silver_future_tolerance_s),
-    ).localCheckpoint()
+    ))
     # One pass over the materialised batch gives both counts (with DQ on, every rule's count in the same
     # pass; a fail rule raises here, before either write).
     counts = [F.count(F.lit(1)).alias("n"), F.count(F.when(F.size("rules") > 0, 1)).alias("bad")]
@@ -278,16 +284,16 @@ def write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int) 
         versions = versions.coalesce(1)
     # Materialised once: apply_scoring splits it three ways (kept, scored, declined) and each branch
     # would otherwise re-run the text UDF, the dedupe window and the lookup in silver.
-    planned = plan_scoring(
+    planned = frames.keep(plan_scoring(
         latest_per_post(versions), current,
         ctx.scorer.threat_model_version if ctx.scorer else None,
         ctx.scorer.sentiment_model_version if ctx.scorer else None,
         retry_failed=ctx.scorer is not None,
         coverage=scorer_coverage(ctx.scorer),
-    ).localCheckpoint()
+    ))
     lap("plan")
     # Materialised once: MERGE reads its source twice and must not run the models twice.
-    rows = to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)).localCheckpoint()
+    rows = frames.keep(to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)))
     lap("score")
     totals = rows.agg(F.count(F.lit(1)).alias("n"),
                       F.count(F.when(F.col("needs_scoring"), 1)).alias("scored"),

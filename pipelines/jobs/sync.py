@@ -28,6 +28,7 @@ from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, apply_trigger, pars
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
 from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings
+from tootlake.pipelines.spark import BatchFrames
 from tootlake.silver.posts import POSTS
 
 if TYPE_CHECKING:
@@ -167,15 +168,16 @@ class SyncStream:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         if self.before_batch is not None:
             self.before_batch(batch_id)
-        if self.dq is not None:
-            from tootlake.pipelines.quality.guard import check_sync_batch
+        with BatchFrames(batch.sparkSession) as frames:
+            if self.dq is not None:
+                from tootlake.pipelines.quality.guard import check_sync_batch
 
-            try:
-                batch = check_sync_batch(self.dq, batch, batch_id)
-            except BaseException as exc:
-                self.failure.append(exc)
-                raise
-        rows, rejected = silver_rows(batch, self.table_id)
+                try:
+                    batch = check_sync_batch(self.dq, batch, batch_id, frames)
+                except BaseException as exc:
+                    self.failure.append(exc)
+                    raise
+            rows, rejected = silver_rows(batch, self.table_id)  # on the driver: frames may go
         staged, unstageable = stage_rows_checked(rows)
         rejected += unstageable
         by_key = {row["post_id"]: row for row in rows}

@@ -81,6 +81,25 @@ class LocalCluster:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port + n}/json/", timeout=5) as response:
             return json.loads(response.read())
 
+    def kill_worker(self, n: int) -> None:
+        """SIGKILL worker n (1-based) with its executors (they share its process group): a machine lost."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.procs[n].pid, signal.SIGKILL)  # procs[0] is the master
+        self.procs[n].wait()
+
+    def executor_pids(self, n: int) -> list[int]:
+        """The executor JVMs worker n runs now (processes of its group running the executor backend)."""
+        group = self.procs[n].pid
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry.name)) == group and \
+                        b"CoarseGrainedExecutorBackend" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+        return pids
+
     def start(self, timeout: float = 120.0) -> LocalCluster:
         for port in [self.master_port, self.ui_port, *range(self.master_port + 1, self.master_port + 1 +
                                                             self.workers)]:

@@ -24,6 +24,7 @@ from tootlake.catalog.rules import Rule, TableRules
 from tootlake.expectations.metrics import METRICS, METRICS_SCHEMA
 from tootlake.expectations.rules import RuleResult, aggregate_columns, failed_rule_names, results
 from tootlake.pipelines.settings import Settings
+from tootlake.pipelines.spark import BatchFrames
 from tootlake.silver.quarantine import POSTS_QUARANTINE
 
 METRICS_TABLE = METRICS.name
@@ -267,12 +268,12 @@ def check_gold_table(guard: Guard, name: str, table: DataFrame,
     return table, table.unpersist
 
 
-def check_sync_batch(guard: Guard, batch: DataFrame, batch_id: int) -> DataFrame:
+def check_sync_batch(guard: Guard, batch: DataFrame, batch_id: int, frames: BatchFrames) -> DataFrame:
     """silver -> sync: rules on a change-feed batch (pre-images left out); returns the rows to stage."""
     from tootlake.expectations.tables import sync_posts
 
-    # Materialised once (local checkpoint): the source is scanned once, so the rules' pass neither re-reads
-    # the change feed nor doubles the query's numInputRows.
-    rows = batch.where(F.col("_change_type") != "update_preimage").localCheckpoint(eager=True)
+    # Materialised once: the source is scanned once, so the rules' pass neither re-reads the change feed
+    # nor doubles the query's numInputRows.
+    rows = frames.keep(batch.where(F.col("_change_type") != "update_preimage"))
     kept, _ = guard.apply(rows, sync_posts(), batch_id)
     return kept

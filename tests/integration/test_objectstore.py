@@ -1,19 +1,25 @@
-"""Object storage: the whole pipeline (`run --once`: bronze, silver, gold, gold stream, sync) on a lake and
-checkpoints at s3a:// URIs served by the embedded S3-compatible store (s3proxy, started here like
-`services up` does), compared with the same run on a local lake: same table row counts, equal gold tables.
+"""Scale-out: the whole pipeline (`run --once`: bronze, silver, gold, gold stream, sync) on a Spark standalone
+cluster (master + two workers on loopback) with the lake and checkpoints at s3a:// URIs served by the
+embedded S3-compatible store (s3proxy, started here like `services up` does). One worker is SIGKILLed, with
+its executor, while silver runs; the job goes on through Spark's task retries. Compared with the same run on
+a local lake in local mode: same table row counts (nothing lost, nothing twice), equal gold tables.
 `tootlake sql` (DuckDB over delta-rs) and `tootlake status` read the tables on the store.
 
-`make test-objectstore` runs this file; it needs jars/s3a and jars/s3proxy (`make setup`)."""
+Part of `make test`; `make test-objectstore` runs this file alone. It needs jars/s3a and jars/s3proxy
+(`make setup-objectstore`, which `make test` runs)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -21,20 +27,19 @@ import pytest
 from tootlake.pipelines import lake as lake_tools
 from tootlake.pipelines.databases.dbinit import init_postgres
 from tootlake.pipelines.ops import services
+from tootlake.pipelines.ops.cluster import LocalCluster, local_cluster
 from tootlake.pipelines.ops.drill import drill_settings
 from tootlake.pipelines.ops.status import collect_status
-from tootlake.pipelines.ops.supervisor import run_once, settings_env
+from tootlake.pipelines.ops.supervisor import run_once, settings_env, stage_log_dir
 from tootlake.pipelines.settings import Settings, write_secrets_file
 from tootlake.pipelines.source.mastodon import replay_source
 from tootlake.pipelines.source.producer import produce_events
 
-# Not yet in `make test`: silver and sync still fail on s3a (see the README's object storage status).
-# `make test-objectstore` sets TOOTLAKE_OBJECTSTORE_TESTS=1.
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(os.environ.get("TOOTLAKE_OBJECTSTORE_TESTS") != "1",
-                                 reason="object-store run: `make test-objectstore` (work in progress)")]
+pytestmark = pytest.mark.integration
 
 S3PROXY_PORT = int(os.environ.get("TOOTLAKE_TEST_S3PROXY_PORT", 29000))
+MASTER_PORT = int(os.environ.get("TOOTLAKE_TEST_OBJECTSTORE_MASTER_PORT", 27177))
+UI_PORT = int(os.environ.get("TOOTLAKE_TEST_OBJECTSTORE_UI_PORT", 28180))
 BUCKET = "tootlake-test"
 POSTS = 200
 # columns that say when a row was written, not what it holds: they differ between two runs
@@ -72,8 +77,48 @@ def _run_once(own: Settings) -> float:
     started = time.monotonic()
     code = run_once(own, log=lines.append)
     elapsed = time.monotonic() - started
-    assert code == 0, "run --once failed:\n" + "\n".join(lines)
+    assert code == 0, "run --once failed:\n" + "\n".join(lines) + "\n" + _stage_logs(own)
     return elapsed
+
+
+def _stage_logs(own: Settings) -> str:
+    return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+                     for path in sorted(stage_log_dir(own).glob("*.log")))
+
+
+def _python_children(pids: list[int]) -> list[int]:
+    """Processes whose parent is one of `pids` (an executor's Python workers)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent in pids and b"python" in (entry / "cmdline").read_bytes():
+                    children.append(int(entry.name))
+    return children
+
+
+class WorkerKiller(threading.Thread):
+    """Watches the cluster; once the app `app_name` runs Python tasks (its executor on a worker has Python
+    workers), SIGKILLs that worker with its executor, as if the machine died."""
+
+    def __init__(self, cluster: LocalCluster, app_name: str) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.app_name = cluster, app_name
+        self.done = threading.Event()
+        self.killed: dict | None = None
+
+    def run(self) -> None:
+        while not self.done.is_set() and self.killed is None:
+            with contextlib.suppress(OSError, ValueError):
+                apps = [a for a in self.cluster.state().get("activeapps", []) if a["name"] == self.app_name]
+                for n in (1, 2):
+                    executors = self.cluster.executor_pids(n)
+                    if apps and _python_children(executors):
+                        self.cluster.kill_worker(n)
+                        self.killed = {"worker": n, "app": apps[0]["id"], "executors": executors}
+                        return
+            time.sleep(0.2)
 
 
 def _comparable(table: pa.Table) -> list[str]:
@@ -97,10 +142,34 @@ def test_run_once_on_an_s3a_lake_matches_the_local_lake(settings, s3proxy, kafka
     assert remote.uses_embedded_s3 and remote.table_uri("silver.posts").startswith(prefix)
 
     local_s = _run_once(local)
-    remote_s = _run_once(remote)
+    with local_cluster(tmp_path / "cluster", master_port=MASTER_PORT, ui_port=UI_PORT, workers=2) as cluster:
+        remote = remote.model_copy(update={"spark_master": cluster.url, "spark_executor_memory": "768m",
+                                           "spark_shuffle_partitions": 2})
+        killer = WorkerKiller(cluster, "tootlake-silver")
+        killer.start()
+        try:
+            remote_s = _run_once(remote)
+        finally:
+            killer.done.set()
+            killer.join()
+        state = cluster.state()
+        survivor = cluster.worker_state(3 - killer.killed["worker"]) if killer.killed else {}
     with capsys.disabled():
-        print(f"\n[objectstore] run --once on {POSTS} posts: local lake {local_s:.1f} s, "
-              f"s3a lake {remote_s:.1f} s (ratio {remote_s / local_s:.2f})")
+        print(f"\n[objectstore] run --once on {POSTS} posts: local lake (local mode) {local_s:.1f} s, "
+              f"s3a lake on a 2-worker cluster {remote_s:.1f} s (ratio {remote_s / local_s:.2f}); "
+              f"killed during silver: {killer.killed}")
+
+    # every stage ran on the cluster; one worker died while silver ran Python tasks on it, and silver's
+    # driver saw its executor go and carried on with the other worker
+    assert killer.killed is not None, "silver ran no Python task on an executor: nothing was killed"
+    apps = {app["name"]: app for app in state["completedapps"] + state["activeapps"]}
+    stages = {"tootlake-bronze", "tootlake-silver", "tootlake-gold", "tootlake-gold-stream",
+              "tootlake-sync-postgres"}
+    assert stages <= set(apps), sorted(apps)
+    assert [w["state"] for w in state["workers"]].count("ALIVE") == 1
+    silver_id = apps["tootlake-silver"]["id"]
+    assert any(e.get("appid") == silver_id for e in survivor["executors"] + survivor["finishedexecutors"])
+    assert "Lost executor" in (stage_log_dir(remote) / "silver.log").read_text(errors="replace")
 
     local_tables, remote_tables = lake_tools.list_tables(local), lake_tools.list_tables(remote)
     assert set(remote_tables) == set(local_tables)
@@ -117,6 +186,7 @@ def test_run_once_on_an_s3a_lake_matches_the_local_lake(settings, s3proxy, kafka
     # every post scored, or left unscored on purpose (language outside the models' coverage: a note)
     levels, notes = silver.column("threat_level").to_pylist(), silver.column("scoring_note").to_pylist()
     assert all(level is not None or note is not None for level, note in zip(levels, notes, strict=True))
+    assert len(set(silver.column("post_id").to_pylist())) == silver.num_rows  # nothing twice
     assert sorted(silver.column("post_id").to_pylist()) == sorted(
         lake_tools.read(local, "silver.posts", columns=["post_id"]).column("post_id").to_pylist())
 
