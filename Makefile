@@ -3,7 +3,7 @@ PY := .venv/bin/python
 TOOTLAKE := .venv/bin/tootlake
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-objectstore demo test test-unit test-integration test-objectstore test-oracle lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq bench-fuzz bench-freshness bench-objectstore notebooks clean run run-once status drill
+.PHONY: setup setup-objectstore demo test test-unit test-integration test-objectstore test-oracle lint services-up services-down test-services-down bench bench-bronze bench-models bench-gold bench-silver bench-sync bench-dq bench-fuzz bench-freshness bench-objectstore bench-scale notebooks clean run run-once status drill
 
 setup:            ## venv + package + jars + PostgreSQL 15 (seconds when everything is there)
 	bash scripts/setup.sh
@@ -72,6 +72,9 @@ FRESHNESS_MINUTES ?= 10
 bench-freshness: setup  ## `tootlake run` end to end at 5 then 50 posts/s: latency to PROCESSEDPOSTS, backlog, RSS, CPU
 	$(TOOTLAKE) bench freshness --rate 5 --minutes $(FRESHNESS_MINUTES)
 	$(TOOTLAKE) bench freshness --rate 50 --minutes $(FRESHNESS_MINUTES)
+
+bench-scale: setup  ## one 1,000-record batch on silver of 10k, 100k and 1M posts: silver, gold, sync times and ratios
+	$(TOOTLAKE) bench scale
 
 bench-objectstore: setup-objectstore  ## bronze and silver rows/s on an s3a:// lake (embedded s3proxy) vs a local lake
 	$(TOOTLAKE) bench objectstore

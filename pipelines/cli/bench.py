@@ -7,7 +7,7 @@ a benchmark).
 from __future__ import annotations
 
 from tootlake.models import bench as models_bench
-from tootlake.pipelines.bench import bronze, dq, freshness, fuzz, gold, objectstore, silver, sync
+from tootlake.pipelines.bench import bronze, dq, freshness, fuzz, gold, objectstore, scale, silver, sync
 
 # (sub-command, module, one-line help)
 BENCHES = (
@@ -21,6 +21,7 @@ BENCHES = (
     ("freshness", freshness,
      "per-post latency Kafka -> PROCESSEDPOSTS under `tootlake run`, backlog, peak RSS, CPU"),
     ("objectstore", objectstore, "bronze and silver rows/s on an s3a:// lake vs a local lake (ratio)"),
+    ("scale", scale, "one batch's silver, gold and sync time on silver of 10k / 100k / 1M posts (ratios)"),
 )
 
 

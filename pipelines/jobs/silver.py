@@ -504,6 +504,7 @@ def run_silver(
         "threat_model_version": getattr(scorer, "threat_model_version", None),
         "sentiment_model_version": getattr(scorer, "sentiment_model_version", None),
         "dq_run_id": dq.run_id if dq is not None else None,
+        "last_batch": stats.per_batch[-1] if stats.per_batch else None,  # with its seconds per step
     }
 
 
