@@ -2,8 +2,9 @@
 
 Only live posts count (silver tombstones, `is_deleted = true`, are ignored); days and hours are UTC.
 Each table is declared once beside its function (a tootlake.catalog.table.Table: grain, key, columns, rules,
-GX suite; e.g. `hashtags.TOP_HASHTAG_DAILY`). Batch tables (`tootlake gold`; `tables.BATCH_TABLES` maps
-each name to its function; rebuilt from all of silver and overwritten atomically each run):
+GX suite; e.g. `hashtags.TOP_HASHTAG_DAILY`). Batch tables (`tables.BATCH_TABLES` maps each name to its
+function; `tootlake gold --full-refresh` rebuilds them from all of silver, a plain `tootlake gold` only the
+keys silver's changes touch, see incremental.py):
 
 | table                | grain                                                    |
 |----------------------|----------------------------------------------------------|

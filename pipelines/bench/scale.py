@@ -10,7 +10,8 @@ For each size N, on its own lake, checkpoints, Kafka topic and PostgreSQL databa
 2. **one batch** of --batch records through Kafka (the real producer, then bronze): 90 % new posts (real
    statuses, fresh ids, created now), the rest edits and deletes of random staged posts, in equal shares;
 3. **measure** the real silver job on that batch (parse, rules, scoring plan, threat + sentiment models,
-   MERGE), the gold refresh after it, and one sync run of its changes into PostgreSQL.
+   MERGE), the gold refresh after it (incremental; `--full-gold` times a full rebuild instead), and one
+   sync run of its changes into PostgreSQL.
 
 An untimed warm-up round on a small lake comes first (class loading and code generation would otherwise
 land on the first size). Bronze holds only the measured batch: silver reads bronze from its checkpoint
@@ -144,12 +145,13 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 class ScaleBench:
-    def __init__(self, base, scratch: Path, batch: int, changes: float, days: int, log=print) -> None:
+    def __init__(self, base, scratch: Path, batch: int, changes: float, days: int, log=print,
+                 full_gold: bool = False) -> None:
         from tootlake.pipelines.bench.freshness import TEMPLATE_FILE, load_templates
         from tootlake.pipelines.bench.gold import load_statuses, silver_rows
 
         self.base, self.scratch, self.batch, self.changes, self.days = base, scratch, batch, changes, days
-        self.log = log
+        self.log, self.full_gold = log, full_gold
         self.run_id = time.strftime("%Y%m%d%H%M%S")
         data = base.path(base.shared_data_dir)
         self.statuses = load_statuses(data)
@@ -166,7 +168,7 @@ class ScaleBench:
     def measure(self, n: int, label: str) -> dict[str, Any]:
         from tootlake.pipelines.databases.dbinit import init_postgres
         from tootlake.pipelines.jobs.bronze import run_bronze
-        from tootlake.pipelines.jobs.gold import run_gold
+        from tootlake.pipelines.jobs.gold import refresh_gold
         from tootlake.pipelines.jobs.silver import Scoring, ensure_tables, run_silver
         from tootlake.pipelines.jobs.sync import run_sync
         from tootlake.pipelines.lake import Lake
@@ -198,7 +200,7 @@ class ScaleBench:
         out["first_sync_batches"] = first["batches"]
         out["first_sync_rows"] = first["postgres"]["staged"]
         started = time.monotonic()
-        run_gold(settings, spark, progress=False)
+        refresh_gold(settings, spark, progress=False)  # the first build is a full one
         out["gold_full_s"] = round(time.monotonic() - started, 1)
         self.log(f"[bench scale] {label}: first sync {out['first_sync_rows']} rows in {first['batches']} "
                  f"batches, {out['first_sync_s']} s; full gold build {out['gold_full_s']} s")
@@ -221,8 +223,9 @@ class ScaleBench:
         out["silver"] = {k: silver[k] for k in ("batches", "bronze_rows", "inserted", "updated", "scored")}
         out["silver_steps"] = silver.get("last_batch", {}).get("steps")
         started = time.monotonic()
-        run_gold(settings, spark, progress=False)
+        gold = refresh_gold(settings, spark, full_refresh=self.full_gold, progress=False)
         out["gold_refresh_s"] = round(time.monotonic() - started, 2)
+        out["gold"] = {k: v for k, v in gold.items() if k != "seconds"}
         started = time.monotonic()
         sync = run_sync(settings, spark, "postgres", copy_gold=False, log=quiet)
         out["sync_batch_s"] = round(time.monotonic() - started, 2)
@@ -262,6 +265,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--days", type=int, default=365, help="days the staged posts span (default 365)")
     parser.add_argument("--warmup", type=int, default=2000,
                         help="posts of the untimed warm-up round (0: none; default 2000)")
+    parser.add_argument("--full-gold", action="store_true",
+                        help="time a full gold rebuild after the batch instead of the incremental refresh")
     parser.add_argument("--keep", action="store_true", help="keep the lakes, databases and topics")
     return parser
 
@@ -280,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     base = load_settings()
     scratch = base.path(Path("var/bench/scale"))
     bench = ScaleBench(base, scratch / time.strftime("%Y%m%d-%H%M%S"), args.batch, args.changes, args.days,
-                       log=lambda line: print(line, flush=True))
+                       log=lambda line: print(line, flush=True), full_gold=args.full_gold)
     results = []
     rounds = ([("warm-up", args.warmup)] if args.warmup else []) + [(f"n{n}", n) for n in sizes]
     try:

@@ -1,19 +1,21 @@
-"""Batch gold: read silver/posts, rebuild every gold table, report row counts and a short summary.
+"""Batch gold: bring the gold tables up to silver/posts, report row counts and a short summary.
 
-Each table is recomputed from the whole silver table and written with a Delta overwrite (one atomic
-commit per table): running twice yields the same tables, and an edit or delete in silver is reflected
-on the next run because nothing is carried over from the previous gold. The cost is a full scan of
-silver per run (see `tootlake bench gold` for how it grows).
+`run_gold` recomputes tables from the whole silver table and writes each with a Delta overwrite (one atomic
+commit per table): running twice yields the same tables. `refresh_gold` (what `tootlake gold` runs) does
+that once, then only rebuilds the keys silver's change feed touched since (tootlake.gold.incremental);
+`--full-refresh` forces the full rebuild.
 
-Entry point: `spark-submit pipelines/jobs/gold.py [--stream]` or `tootlake gold`.
+Entry point: `spark-submit pipelines/jobs/gold.py [--full-refresh | --stream]` or `tootlake gold`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -24,7 +26,7 @@ from tootlake.gold.tables import BATCH_TABLES
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, parse_trigger
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
-from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings
+from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings, is_object_store
 from tootlake.silver.posts import POSTS
 
 if TYPE_CHECKING:
@@ -99,6 +101,187 @@ def run_gold(
     return counts
 
 
+# --- incremental refresh ----------------------------------------------------------------------------
+GOLD_STATE = "gold_incremental"  # checkpoint folder: the silver version gold was last brought up to
+
+
+def _state_location(settings: Settings) -> str:
+    return f"{settings.checkpoint_uri(GOLD_STATE)}/state.json"
+
+
+def read_gold_state(settings: Settings) -> dict | None:
+    from tootlake.pipelines import storage
+
+    location = _state_location(settings)
+    if not storage.is_file(settings, location):
+        return None
+    return json.loads(storage.read_text(settings, location))
+
+
+def write_gold_state(settings: Settings, state: dict) -> None:
+    from tootlake.pipelines import storage
+
+    location = _state_location(settings)
+    if not is_object_store(location):
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+    storage.write_text(settings, location, json.dumps(state))
+
+
+def refresh_gold(
+    settings: Settings,
+    spark: SparkSession,
+    full_refresh: bool = False,
+    progress: bool = True,
+    dq: Guard | FromSettings | None = FROM_SETTINGS,
+) -> dict[str, Any]:
+    """Bring every batch gold table up to silver's current version.
+
+    Incremental (the default once a full build has run): reads silver's change feed since the version gold
+    last saw, and rebuilds only the keys it touches (tootlake.gold.incremental: the days of per-day tables,
+    the users / hashtags / languages of all-time tables, from the gold_state partial tables). A full
+    rebuild (every table from all of silver, plus the partial tables) when `full_refresh`, on the first
+    run, when silver/posts was re-created, a gold table is missing, or the change feed since that version
+    is no longer there (vacuumed). Returns {"mode", "silver_version", "reason" or "changes", "seconds"}.
+    """
+    from tootlake.gold import incremental
+
+    lake = Lake(settings, spark)
+    if not lake.exists(SILVER_POSTS):
+        raise GoldInputMissing(f"no silver posts table at {lake.location(SILVER_POSTS)}: "
+                               "run `tootlake silver` (or make demo) first")
+    started = time.monotonic()
+    silver = lake.table(SILVER_POSTS)  # delta-rs: version and id without a Spark job
+    version, table_id = silver.version(), silver.metadata().id
+    state = read_gold_state(settings)
+    needed = [f"gold.{name}" for name in BATCH_TABLES] + [name for name, _, _ in incremental.PARTIALS]
+    reason = None
+    if full_refresh:
+        reason = "--full-refresh"
+    elif state is None:
+        reason = "first build (no incremental state yet)"
+    elif state.get("silver_table_id") != table_id:
+        reason = "silver/posts was re-created"
+    elif not all(lake.exists(name) for name in needed):
+        reason = "a gold table is missing"
+    elif state["silver_version"] == version:
+        return {"mode": "incremental", "silver_version": version, "changes": 0,
+                "seconds": round(time.monotonic() - started, 2)}
+    posts = spark.read.format("delta").option("versionAsOf", version).load(lake.location(SILVER_POSTS))
+    affected = None
+    if reason is None:
+        try:
+            changes = (spark.read.format("delta").option("readChangeFeed", "true")
+                       .option("startingVersion", state["silver_version"] + 1)
+                       .option("endingVersion", version).load(lake.location(SILVER_POSTS)))
+            affected = incremental.affected_keys(changes)
+        except Exception as exc:  # noqa: BLE001 - AnalysisException et al.: the feed is gone, rebuild
+            reason = f"silver's change feed since version {state['silver_version'] + 1} is not readable " \
+                     f"({type(exc).__name__})"
+    if dq is FROM_SETTINGS:
+        from tootlake.pipelines.quality.guard import Guard
+
+        dq = Guard(settings, "gold") if settings.dq_enabled else None
+    if reason is not None:
+        if progress:
+            logger.info(f"[gold] full rebuild: {reason}")
+        run_gold(settings, spark, silver_posts=posts, progress=progress, dq=dq)
+        for name, builder, _key in incremental.PARTIALS:
+            lake.overwrite(name, builder(posts))
+        result = {"mode": "full", "silver_version": version, "reason": reason}
+    else:
+        _apply_changes(lake, posts, affected, settings, dq, progress)
+        result = {"mode": "incremental", "silver_version": version,
+                  "changes": {"days": len(affected.days), "users": len(affected.users),
+                              "hashtags": len(affected.hashtags), "languages": len(affected.languages)}}
+    write_gold_state(settings, {"silver_version": version, "silver_table_id": table_id})
+    result["seconds"] = round(time.monotonic() - started, 2)
+    if progress:
+        logger.info(f"[gold] {result['mode']} refresh to silver version {version} in {result['seconds']} s"
+                    + (f" ({result['changes']})" if result["mode"] == "incremental" else ""))
+    return result
+
+
+def _apply_changes(lake: Lake, posts: DataFrame, affected, settings: Settings, dq, progress: bool) -> None:
+    """Rebuild the affected keys of every batch gold table (see tootlake.gold.incremental)."""
+    from tootlake.gold import incremental
+
+    day_posts = incremental.on_days(posts, affected.days).persist()  # every per-day table reads it
+    try:
+        if dq is not None:
+            from tootlake.pipelines.quality.guard import check_gold_input
+
+            check_gold_input(dq, day_posts)
+        for name, builder in incremental.PER_DAY.items():
+            _write_checked(lake, dq, name, builder(day_posts),
+                           lambda rows, target: _replace_days(lake, target, rows, affected.days))
+        for name, builder, _key in incremental.PARTIALS:
+            _replace_days(lake, name, builder(day_posts), affected.days)
+    finally:
+        day_posts.unpersist()
+    for name, (partial, key, build) in incremental.ALL_TIME.items():
+        keys = incremental.keys_of(affected, key)
+        if not keys:
+            continue
+        daily = lake.read(partial).where(_key_in(key, keys))
+        _write_checked(lake, dq, name, build(daily, settings.active_min),
+                       lambda rows, target, key=key, keys=keys: _replace_keys(lake, target, key, keys, rows),
+                       observable=False)
+        if progress:
+            logger.info(f"gold.{name}: {len(keys)} {key} key(s) rebuilt")
+
+
+def _write_checked(lake: Lake, dq, name: str, rows: DataFrame, write, observable: bool = True) -> None:
+    """`write(rows, table)` with the table's rules on the rows written (the changed keys only: no size
+    rule). `observable`: the write runs `rows`' own plan, so the rules ride along (a MERGE rewrites its
+    source's plan: its rows are checked in a pass of their own first)."""
+    if dq is None:
+        write(rows, f"gold.{name}")
+        return
+    from tootlake.expectations.tables import gold_rules
+    from tootlake.pipelines.quality.guard import check_gold_table
+
+    if observable:
+        rows, after_write = check_gold_table(dq, name, rows, None)
+        write(rows, f"gold.{name}")
+        after_write()
+        return
+    rows = rows.persist()
+    try:
+        dq.check(rows, gold_rules(name), previous_rows=None)
+        write(rows, f"gold.{name}")
+    finally:
+        rows.unpersist()
+
+
+def _key_in(key: str, keys: list):
+    present = [k for k in keys if k is not None]
+    condition = F.col(key).isin(present)
+    return condition | F.col(key).isNull() if len(present) < len(keys) else condition
+
+
+def _replace_days(lake: Lake, name: str, rows: DataFrame, days: list) -> None:
+    """Replace the rows of `days` (post_date) with `rows`, in one commit."""
+    if not days:
+        return
+    listed = ", ".join(f"DATE'{day.isoformat()}'" for day in days)
+    (rows.write.format("delta").mode("overwrite").option("replaceWhere", f"post_date IN ({listed})")
+     .save(lake.location(name)))
+
+
+def _replace_keys(lake: Lake, name: str, key: str, keys: list, rows: DataFrame) -> None:
+    """Make the rows of `keys` those of `rows` (a key without a row in `rows` is deleted), in one MERGE."""
+    columns = rows.columns
+    wanted = lake.spark.createDataFrame([(k,) for k in keys], f"{key} string")
+    source = wanted.join(rows, on=wanted[key].eqNullSafe(rows[key]), how="left").select(
+        wanted[key].alias(key), *[rows[c] for c in columns if c != key])
+    values = {c: f"s.`{c}`" for c in columns}
+    (lake.merge(name, source, f"t.`{key}` <=> s.`{key}`")
+     .whenMatchedDelete(condition="s.posts IS NULL")
+     .whenMatchedUpdate(set=values)
+     .whenNotMatchedInsert(condition="s.posts IS NOT NULL", values=values)
+     .execute())
+
+
 def _gold(settings: Settings, spark: SparkSession, name: str) -> DataFrame:
     lake = Lake(settings, spark)
     if not lake.exists(f"gold.{name}"):
@@ -161,6 +344,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--table", action="append", choices=sorted(BATCH_TABLES), metavar="NAME",
                         help=f"rebuild only this table (repeatable; default all): {', '.join(BATCH_TABLES)}")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="rebuild every table from all of silver (default: only the keys silver's "
+                             "changes since the last run touch; the first run is always a full build)")
     parser.add_argument("--no-summary", action="store_true", help="batch: do not print the summary")
     parser.add_argument("--stream", action="store_true",
                         help="run the streaming gold/posts_per_minute + gold/late_events instead")
@@ -186,9 +372,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"[gold] stream done: {result['posts_per_minute']} windows, "
                   f"{result['late_events']} late events")
             return 0
-        counts = run_gold(settings, spark, tables=args.table)
         gold_dir = f"{settings.location(settings.lake_dir)}/gold"
-        print(f"[gold] done: {len(counts)} tables, {sum(counts.values())} rows -> {gold_dir}")
+        if args.table:  # the named tables, rebuilt from all of silver
+            counts = run_gold(settings, spark, tables=args.table)
+            print(f"[gold] done: {len(counts)} tables, {sum(counts.values())} rows -> {gold_dir}")
+        else:
+            result = refresh_gold(settings, spark, full_refresh=args.full_refresh)
+            print(f"[gold] done: {result['mode']} refresh to silver version {result['silver_version']} "
+                  f"in {result['seconds']} s -> {gold_dir}")
         after_job_run(settings, "gold")  # GX suites once per run
         if not args.no_summary and not args.table:
             print(format_summary(gold_summary(settings, spark)))
