@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the Spark half imports pyspark / delta-spark when used, so the delta-rs half needs no JVM
     from delta.tables import DeltaMergeBuilder
-    from pyspark.sql import DataFrame, Row, SparkSession
+    from pyspark.sql import Column, DataFrame, Row, SparkSession
     from pyspark.sql.streaming import DataStreamWriter
     from pyspark.sql.types import StructType
 
@@ -530,7 +530,7 @@ class Lake:
             rows = rows.join(known, on=reduce(operator.and_, same), how="left_anti")
         self.append(name, rows, txn)
 
-    def merge(self, name: str, source: DataFrame, on: str) -> DeltaMergeBuilder:
+    def merge(self, name: str, source: DataFrame, on: str | Column) -> DeltaMergeBuilder:
         """A MERGE of `source` (alias `s`) into the table (alias `t`) on `on`; add clauses, then execute()."""
         from delta.tables import DeltaTable as SparkDeltaTable
 

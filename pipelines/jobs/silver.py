@@ -67,6 +67,7 @@ TXN_APP_ID_FILE = "tootlake_txn_app_id"
 # quarantine (silver's rules and poison records, DQ drop rules, the sync's rejects) dedupes on it.
 QUARANTINE_IDENTITY = ("bronze_partition", "bronze_offset", "value")
 BROADCAST_KEYS_MAX = 100_000  # batch keys broadcast to the scoring plan's semi-join up to this many rows
+LISTED_KEYS_MAX = 20_000  # up to this many posts in a batch, lookups and MERGE name the keys (file pruning)
 
 
 class SilverError(RuntimeError):
@@ -246,7 +247,9 @@ def _write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int,
     ))
     # One pass over the materialised batch gives both counts (with DQ on, every rule's count in the same
     # pass; a fail rule raises here, before either write).
-    counts = [F.count(F.lit(1)).alias("n"), F.count(F.when(F.size("rules") > 0, 1)).alias("bad")]
+    counts = [F.count(F.lit(1)).alias("n"), F.count(F.when(F.size("rules") > 0, 1)).alias("bad"),
+              # the batch's posts, for lookups in silver/posts that file statistics can prune
+              F.collect_set(F.when(F.size("rules") == 0, F.col("post_id"))).alias("keys")]
     if ctx.dq is not None and ctx.dq.enabled:
         from tootlake.pipelines.quality.guard import DataQualityError, check_silver_batch
 
@@ -257,7 +260,7 @@ def _write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int,
             raise
     else:
         totals = judged.agg(*counts).first()
-    bronze_rows, quarantined = int(totals["n"]), int(totals["bad"])
+    bronze_rows, quarantined, keys = int(totals["n"]), int(totals["bad"]), totals["keys"]
     lap("parse_and_rules")
     # Within one checkpoint the txn id makes a replayed batch a no-op (parts of an isolated batch
     # write without it: they share the batch id). Nothing to quarantine: no commit at all.
@@ -272,11 +275,18 @@ def _write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int,
         # the plan has no shuffle (each costs a Spark job of ~0.3-0.7 s, whatever the rows), and the
         # posts append writes one file.
         judged = judged.coalesce(1)
-    # Only the batch's posts: a broadcast semi-join reads silver once without shuffling all of it.
-    batch_keys = judged.where(F.size("rules") == 0).select("post_id").distinct()
-    if bronze_rows <= BROADCAST_KEYS_MAX:  # a first batch over a large backlog must not be broadcast
-        batch_keys = F.broadcast(batch_keys)
-    current = lake.read(POSTS_TABLE).join(batch_keys, "post_id", "left_semi")
+    # Only the batch's posts. Listed as literals, silver's file statistics on post_id skip every file that
+    # holds none of them (Mastodon ids grow with time, so a live batch touches the newest files and the
+    # files of the old posts it edits or deletes): the lookup costs what the batch touches, not the lake.
+    # A batch with more keys than that (a first run over a backlog) uses a semi-join instead.
+    listed = len(keys) <= LISTED_KEYS_MAX
+    if listed:
+        current = lake.read(POSTS_TABLE).where(F.col("post_id").isin(keys))
+    else:
+        batch_keys = judged.where(F.size("rules") == 0).select("post_id").distinct()
+        if bronze_rows <= BROADCAST_KEYS_MAX:  # a first batch over a large backlog must not be broadcast
+            batch_keys = F.broadcast(batch_keys)
+        current = lake.read(POSTS_TABLE).join(batch_keys, "post_id", "left_semi")
     if small:  # at most the batch's posts: joined to the batch without shuffling it
         current = F.broadcast(current)
     versions = post_versions(judged)
@@ -307,8 +317,10 @@ def _write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int,
                     (f"{ctx.txn_app_id}-posts", batch_id))
         result = {"num_inserted_rows": offered, "num_updated_rows": 0, "write": "append"}
     else:
+        # The key list on the target side lets MERGE skip the files that cannot match (see the lookup).
+        on = F.expr(MERGE_ON) & F.col("t.post_id").isin(keys) if listed else MERGE_ON
         metrics = (
-            lake.merge(POSTS_TABLE, rows, MERGE_ON)
+            lake.merge(POSTS_TABLE, rows, on)
             .whenMatchedUpdate(condition=MERGE_DELETE_WHEN, set=MERGE_DELETE_SET)
             .whenMatchedUpdate(condition=MERGE_UPDATE_WHEN, set=MERGE_UPDATE_SET)
             .whenNotMatchedInsert(values=MERGE_INSERT_VALUES)
