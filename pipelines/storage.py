@@ -16,9 +16,13 @@ from pyarrow import fs as pafs
 
 from tootlake.pipelines.settings import Settings, is_object_store
 
+S3_CLIENT_STARTED = False  # set once this process made a pyarrow S3 filesystem (see cli.entry)
+
 
 def s3_filesystem(settings: Settings, allow_bucket_creation: bool = False) -> pafs.S3FileSystem:
     """pyarrow's S3 filesystem for the configured endpoint, region, addressing style and keys."""
+    global S3_CLIENT_STARTED
+    S3_CLIENT_STARTED = True
     # The AWS SDK inside pyarrow sends flexible checksums (a trailing CRC, streaming payload) by default;
     # S3-compatible stores such as s3proxy reject that upload (XAmzContentSHA256Mismatch). Checksums only
     # where an operation requires them works on AWS S3 and on those stores. Read when the SDK starts, so
@@ -113,3 +117,19 @@ def write_text(settings: Settings, location: str, text: str) -> None:
 def is_file(settings: Settings, location: str) -> bool:
     filesystem, path = resolve(settings, location)
     return filesystem.get_file_info(path).type == pafs.FileType.File
+
+
+def exit_process(code: int) -> None:
+    """End the process with `code` (a job's or the CLI's `__main__`). A process that used pyarrow's S3
+    client (a lake on object storage) ends with os._exit once its output is flushed: the AWS SDK's threads
+    can abort the interpreter's teardown ("terminate called without an active exception", exit -6) after
+    the work is done and printed."""
+    if S3_CLIENT_STARTED:
+        import logging
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    raise SystemExit(code)

@@ -59,5 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The process entry point (the `tootlake` script, `python -m tootlake.pipelines.cli`)."""
+    from tootlake.pipelines.storage import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

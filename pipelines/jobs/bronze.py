@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -190,4 +189,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tootlake.pipelines.storage import exit_process
+
+    exit_process(main())

@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -610,4 +609,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tootlake.pipelines.storage import exit_process
+
+    exit_process(main())

@@ -13,7 +13,7 @@ from tootlake.pipelines.cli import build_parser, main
 
 COMMANDS = {"services", "produce", "producer", "bronze", "silver", "gold", "sync", "models", "demo", "bench",
             "history", "show", "diff", "restore", "sql", "db", "dq", "run", "drill", "maintain", "status"}
-BENCHES = {"bronze", "silver", "gold", "sync", "models", "dq", "fuzz", "freshness", "objectstore"}
+BENCHES = {"bronze", "silver", "gold", "sync", "models", "dq", "fuzz", "freshness", "objectstore", "scale"}
 # Imported by handlers only, never to build the parser (`tootlake --help` would pay for them).
 HEAVY = ("great_expectations", "matplotlib", "onnxruntime", "tokenizers", "sklearn", "torch",
          "confluent_kafka", "mastodon", "oracledb", "sqlglot", "pyspark.ml")
