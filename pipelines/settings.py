@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # Cap on the silver Parquet read per sync micro-batch (also the first batch of a new checkpoint on a
     # large lake), so the driver holds one bounded batch; 0 = no cap.
     sync_max_batch_mb: int = Field(64, ge=0)
+    # Rows the driver holds at once: a micro-batch above it (whole Parquet files: a compacted 128 MB file
+    # is ~200,000 posts) is written in chunks of whole posts (by post_id hash).
+    sync_chunk_rows: int = Field(20_000, ge=100)
     sync_retry_attempts: int = Field(5, ge=1, le=100)  # tries per batch when the connection is lost
     sync_retry_base_s: float = Field(1.0, gt=0)  # back-off: base * 2**n seconds, capped at sync_retry_max_s
     sync_retry_max_s: float = Field(30.0, gt=0)

@@ -167,6 +167,7 @@ class SyncStream:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         if self.before_batch is not None:
             self.before_batch(batch_id)
+        rejected: list[tuple[dict, str]] = []
         with BatchFrames(batch.sparkSession) as frames:
             if self.dq is not None:
                 from tootlake.pipelines.quality.guard import check_sync_batch
@@ -176,7 +177,25 @@ class SyncStream:
                 except BaseException as exc:
                     self.failure.append(exc)
                     raise
-            rows, rejected = silver_rows(batch, self.table_id)  # on the driver: frames may go
+            else:  # read once, whatever the number of chunks (pre-images: silver_rows drops them anyway)
+                batch = frames.keep(batch.where(F.col("_change_type") != "update_preimage"))
+            # The driver holds at most SYNC_CHUNK_ROWS rows: a batch of whole large files goes in chunks,
+            # each with every version of its posts (newer-wins needs a post's rows together).
+            chunks = -(-batch.count() // self.settings.sync_chunk_rows) or 1
+            for chunk in range(chunks):
+                part = batch if chunks == 1 else batch.where(
+                    F.pmod(F.xxhash64("post_id"), F.lit(chunks)) == chunk)
+                label = f" chunk {chunk + 1}/{chunks}" if chunks > 1 else ""
+                rejected += self._write_chunk(part, batch_id, label)
+        if rejected:
+            quarantine_sync_rows(self.spark, self.settings, rejected, SYNC_REJECTED, (self.txn_id, batch_id))
+            self.rejected_total += len(rejected)
+            self.log(f"[sync] batch {batch_id}: {len(rejected)} row(s) rejected into silver/posts_quarantine "
+                     f"(rule {SYNC_REJECTED})")
+
+    def _write_chunk(self, batch: DataFrame, batch_id: int, label: str) -> list[tuple[dict, str]]:
+        """Stage and write one chunk of a batch to every target; returns the rows it rejected."""
+        rows, rejected = silver_rows(batch, self.table_id)
         staged, unstageable = stage_rows_checked(rows)
         rejected += unstageable
         by_key = {row["post_id"]: row for row in rows}
@@ -190,14 +209,10 @@ class SyncStream:
                          for row, reason in poisoned]
             self.totals[t.name].add(counts)
             if staged:
-                self.log(f"[sync] {t.name} batch {batch_id}: {counts.staged} posts staged, "
+                self.log(f"[sync] {t.name} batch {batch_id}{label}: {counts.staged} posts staged, "
                          f"{counts.raw_upserted} raw / {counts.processed_upserted} processed upserted, "
                          f"{counts.raw_deleted} deleted")
-        if rejected:
-            quarantine_sync_rows(self.spark, self.settings, rejected, SYNC_REJECTED, (self.txn_id, batch_id))
-            self.rejected_total += len(rejected)
-            self.log(f"[sync] batch {batch_id}: {len(rejected)} row(s) rejected into silver/posts_quarantine "
-                     f"(rule {SYNC_REJECTED})")
+        return rejected
 
     def start(self, trigger: str = AVAILABLE_NOW, max_files_per_trigger: int | None = None):
         writer = (

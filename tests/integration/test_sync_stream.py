@@ -220,3 +220,26 @@ def test_restore_then_sync_keeps_live_posts_and_odd_rows_go_to_quarantine(
         assert quarantined.count() == 2  # the restore's commit carried the odd row again
         run_sync(own, spark, copy_gold=False, log=lambda _: None)  # a rerun quarantines nothing twice
         assert spark.read.format("delta").load(str(own.table_path("silver.posts_quarantine"))).count() == 2
+
+
+def test_a_batch_above_the_chunk_size_is_written_in_chunks_of_whole_posts(spark, settings, postgres_conninfo,
+                                                                          tmp_path):
+    """SYNC_CHUNK_ROWS bounds what the driver holds: a batch of 290 change rows with a chunk of 100 goes in
+    3 chunks; posts edited twice in the batch keep their latest version (a post's rows share a chunk)."""
+    with scratch_database(postgres_conninfo) as db:
+        own = lake_settings(settings, tmp_path, db, sync_chunk_rows=100)
+        append_silver(spark, own, [silver_post(i) for i in range(10)])
+        run_sync(own, spark, copy_gold=False, log=lambda _: None)  # the checkpoint: the next batch = changes
+        first, second = T0 + dt.timedelta(minutes=5), T0 + dt.timedelta(minutes=9)
+        merge_silver(spark, own, [silver_post(i) for i in range(10, 260)])
+        merge_silver(spark, own, [silver_post(i, first, text=f"first edit {i}") for i in range(20)])
+        merge_silver(spark, own, [silver_post(i, second, text=f"second edit {i}") for i in range(20)]
+                     + [tombstone(i, second) for i in range(20, 25)])
+        lines: list[str] = []
+        result = run_sync(own, spark, copy_gold=False, log=lines.append)
+        assert result["batches"] == 1
+        assert sum(" chunk " in line for line in lines) == 3, lines
+        assert counts(db) == (255, 255)
+        edited = dict(query(db, "SELECT post_id, post_content FROM rawposts "
+                                "WHERE post_content LIKE '%%edit%%'"))
+        assert edited == {silver_post(i)["post_id"]: f"second edit {i}" for i in range(20)}
