@@ -176,7 +176,8 @@ class ScaleBench:
         from tootlake.pipelines.source.producer import produce_events
         from tootlake.pipelines.spark import build_spark
 
-        settings = self.settings_for(label)
+        # the incremental refresh at every size (by default `tootlake gold` rebuilds small lakes in full)
+        settings = self.settings_for(label).model_copy(update={"gold_incremental_min_rows": 0})
         services.ensure_services(settings)  # the run's database
         init_postgres(settings.postgres_conninfo(), log=quiet)
         if self.spark is None:

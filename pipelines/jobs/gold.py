@@ -139,8 +139,9 @@ def refresh_gold(
     last saw, and rebuilds only the keys it touches (tootlake.gold.incremental: the days of per-day tables,
     the users / hashtags / languages of all-time tables, from the gold_state partial tables). A full
     rebuild (every table from all of silver, plus the partial tables) when `full_refresh`, on the first
-    run, when silver/posts was re-created, a gold table is missing, or the change feed since that version
-    is no longer there (vacuumed). Returns {"mode", "silver_version", "reason" or "changes", "seconds"}.
+    run, when silver/posts was re-created, a gold table is missing, silver is still small
+    (GOLD_INCREMENTAL_MIN_ROWS), or the change feed since that version is no longer there (vacuumed).
+    Returns {"mode", "silver_version", "reason" or "changes", "seconds"}.
     """
     from tootlake.gold import incremental
 
@@ -162,6 +163,8 @@ def refresh_gold(
         reason = "silver/posts was re-created"
     elif not all(lake.exists(name) for name in needed):
         reason = "a gold table is missing"
+    elif (rows := _row_count(silver)) < settings.gold_incremental_min_rows:
+        reason = f"silver holds {rows} rows, under GOLD_INCREMENTAL_MIN_ROWS: a full rebuild is cheaper"
     elif state["silver_version"] == version:
         return {"mode": "incremental", "silver_version": version, "changes": 0,
                 "seconds": round(time.monotonic() - started, 2)}
@@ -198,6 +201,12 @@ def refresh_gold(
         logger.info(f"[gold] {result['mode']} refresh to silver version {version} in {result['seconds']} s"
                     + (f" ({result['changes']})" if result["mode"] == "incremental" else ""))
     return result
+
+
+def _row_count(table) -> int:
+    """Rows of a Delta table from its log (per-file statistics): no data file is read."""
+    actions = table.get_add_actions(flatten=True)
+    return int(sum(n or 0 for n in actions.column("num_records").to_pylist()))
 
 
 def _apply_changes(lake: Lake, posts: DataFrame, affected, settings: Settings, dq, progress: bool) -> None:

@@ -89,7 +89,8 @@ def _assert_gold_is_current(spark, settings, rows: list[dict]) -> None:
 @pytest.mark.parametrize("seed", [1, 2])
 def test_incremental_gold_equals_a_full_rebuild_after_random_changes(spark, settings, tmp_path, seed) -> None:
     own = settings.model_copy(update={"lake_dir": tmp_path / "lake", "checkpoint_dir": tmp_path / "ck",
-                                      "dq_enabled": seed == 1})  # the rules on the changed rows, once
+                                      "dq_enabled": seed == 1,  # the rules on the changed rows, once
+                                      "gold_incremental_min_rows": 0})
     lake = Lake(own, spark)
     ensure_tables(spark, own)  # silver/posts with its change feed, as the silver job creates it
     rng = random.Random(seed)
@@ -117,7 +118,7 @@ def test_incremental_gold_equals_a_full_rebuild_after_random_changes(spark, sett
 def test_full_refresh_and_a_recreated_silver_rebuild_everything(spark, settings, tmp_path,
                                                                 shared_data) -> None:
     own = settings.model_copy(update={"lake_dir": tmp_path / "lake", "checkpoint_dir": tmp_path / "ck",
-                                      "dq_enabled": False})
+                                      "dq_enabled": False, "gold_incremental_min_rows": 0})
     lake = Lake(own, spark)
     ensure_tables(spark, own)
     rows = silver_rows(load_statuses(shared_data)[:80])
@@ -133,3 +134,8 @@ def test_full_refresh_and_a_recreated_silver_rebuild_everything(spark, settings,
     recreated = refresh_gold(own, spark, progress=False)
     assert recreated["mode"] == "full" and "re-created" in recreated["reason"]
     _assert_gold_is_current(spark, own, rows[:40])
+
+    _upsert(lake, spark, rows[40:])  # a small silver: the full rebuild is the cheaper path
+    small = refresh_gold(own.model_copy(update={"gold_incremental_min_rows": 1000}), spark, progress=False)
+    assert small["mode"] == "full" and "GOLD_INCREMENTAL_MIN_ROWS" in small["reason"]
+    _assert_gold_is_current(spark, own, rows)
