@@ -347,8 +347,10 @@ def format_summary(summary: dict[str, Any]) -> str:
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     parser = parser or argparse.ArgumentParser(prog="gold", description=__doc__)
     parser.description = (
-        "Rebuild the batch gold tables from silver/posts (idempotent Delta overwrite) and print a summary, "
-        "or, with --stream, run the 1-minute windowed post counts (watermark + late_events metric)."
+        "Bring the batch gold tables up to silver/posts (incremental: only the keys silver's changes touched "
+        "since the last run; a full rebuild the first time, with --full-refresh, or while silver is small) "
+        "and print a summary, or, with --stream, run the 1-minute windowed post counts (watermark + "
+        "late_events metric)."
     )
     parser.add_argument("--table", action="append", choices=sorted(BATCH_TABLES), metavar="NAME",
                         help=f"rebuild only this table (repeatable; default all): {', '.join(BATCH_TABLES)}")
