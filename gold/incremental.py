@@ -57,23 +57,21 @@ class AffectedKeys:
     hashtags: list[str]
     languages: list[str]
 
-    @property
-    def empty(self) -> bool:
-        return not (self.days or self.users or self.hashtags or self.languages)
-
 
 def affected_keys(changes: DataFrame) -> AffectedKeys:
     """The keys carried by change-feed rows of silver/posts (any change type; tombstone rows too, since
-    their pre-images carry the live post). Collected on the driver: bounded by the batch, not the lake."""
-    rows = changes.where(F.col("created_at").isNotNull())
-    days = [r[0] for r in rows.select(F.to_date("created_at")).distinct().collect()]
-    users = [r[0] for r in rows.select(user_acct()).distinct().collect()]  # None too: a user-less group
+    their pre-images carry the live post). One pass over the changes, collected on the driver: bounded by
+    the batch, not the lake."""
     tags = F.filter(F.transform(F.coalesce("hashtags", F.array()), lambda t: F.lower(F.trim(t))),
                     lambda t: t.isNotNull() & (F.length(t) > 0))
-    hashtag_keys = [r[0] for r in rows.select(F.explode(tags)).distinct().collect()]
-    languages = [r[0] for r in rows.select(language_key()).distinct().collect()]
-    return AffectedKeys(sorted(days), sorted(users, key=lambda u: (u is None, u or "")), sorted(hashtag_keys),
-                        sorted(languages))
+    rows = (changes.where(F.col("created_at").isNotNull())
+            .select(F.to_date("created_at").alias("day"), user_acct().alias("user"),
+                    language_key().alias("language"), F.array_distinct(tags).alias("tags"))
+            .distinct().collect())
+    users = {r["user"] for r in rows}  # None too: a user-less group
+    return AffectedKeys(sorted({r["day"] for r in rows}), sorted(users, key=lambda u: (u is None, u or "")),
+                        sorted({tag for r in rows for tag in r["tags"]}),
+                        sorted({r["language"] for r in rows}))
 
 
 def on_days(posts: DataFrame, days: list) -> DataFrame:

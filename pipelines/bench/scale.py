@@ -222,7 +222,7 @@ class ScaleBench:
         silver = run_silver(settings, spark, scorer=Scoring.MODELS)
         out["silver_batch_s"] = round(time.monotonic() - started, 2)
         out["silver"] = {k: silver[k] for k in ("batches", "bronze_rows", "inserted", "updated", "scored")}
-        out["silver_steps"] = silver.get("last_batch", {}).get("steps")
+        out["silver_steps"] = (silver["last_batch"] or {}).get("steps")
         started = time.monotonic()
         gold = refresh_gold(settings, spark, full_refresh=self.full_gold, progress=False)
         out["gold_refresh_s"] = round(time.monotonic() - started, 2)

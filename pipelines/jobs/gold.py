@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -25,7 +24,7 @@ from tootlake.gold.tables import BATCH_TABLES
 from tootlake.pipelines.jobs.streaming import AVAILABLE_NOW, parse_trigger
 from tootlake.pipelines.lake import Lake
 from tootlake.pipelines.logs import configure_logging
-from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings, is_object_store
+from tootlake.pipelines.settings import FROM_SETTINGS, FromSettings, Settings
 from tootlake.silver.posts import POSTS
 
 if TYPE_CHECKING:
@@ -109,21 +108,23 @@ def _state_location(settings: Settings) -> str:
 
 
 def read_gold_state(settings: Settings) -> dict | None:
+    """The state the last refresh wrote; None when there is none or it is unreadable (a write cut short):
+    the next refresh is then a full rebuild."""
     from tootlake.pipelines import storage
 
     location = _state_location(settings)
     if not storage.is_file(settings, location):
         return None
-    return json.loads(storage.read_text(settings, location))
+    try:
+        return json.loads(storage.read_text(settings, location))
+    except json.JSONDecodeError:
+        return None
 
 
 def write_gold_state(settings: Settings, state: dict) -> None:
     from tootlake.pipelines import storage
 
-    location = _state_location(settings)
-    if not is_object_store(location):
-        Path(location).parent.mkdir(parents=True, exist_ok=True)
-    storage.write_text(settings, location, json.dumps(state))
+    storage.write_text(settings, _state_location(settings), json.dumps(state))
 
 
 def refresh_gold(
@@ -163,11 +164,11 @@ def refresh_gold(
         reason = "silver/posts was re-created"
     elif not all(lake.exists(name) for name in needed):
         reason = "a gold table is missing"
-    elif (rows := _row_count(silver)) < settings.gold_incremental_min_rows:
-        reason = f"silver holds {rows} rows, under GOLD_INCREMENTAL_MIN_ROWS: a full rebuild is cheaper"
-    elif state["silver_version"] == version:
+    elif state["silver_version"] == version:  # gold is current: nothing to rebuild, whatever silver's size
         return {"mode": "incremental", "silver_version": version, "changes": 0,
                 "seconds": round(time.monotonic() - started, 2)}
+    elif (rows := _row_count(silver)) < settings.gold_incremental_min_rows:
+        reason = f"silver holds {rows} rows, under GOLD_INCREMENTAL_MIN_ROWS: a full rebuild is cheaper"
     posts = spark.read.format("delta").option("versionAsOf", version).load(lake.location(SILVER_POSTS))
     affected = None
     if reason is None:
