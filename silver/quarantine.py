@@ -57,9 +57,14 @@ def _outside(col: Column, earliest: Column, latest: Column) -> Column:
     return F.coalesce((col < earliest) | (col > latest), F.lit(False))
 
 
-def rules(now: datetime, max_content_chars: int, future_tolerance: timedelta) -> list[Rule]:
-    """The rules, in the order they are reported. `now` is passed in: the transform holds no clock."""
-    latest = spark_literal(now + future_tolerance)
+def rules(now: datetime | Column, max_content_chars: int, future_tolerance: timedelta) -> list[Rule]:
+    """The rules, in the order they are reported. `now` is passed in: the transform holds no clock. It is
+    an instant, or a timestamp Column (a stream's `current_timestamp()`, which each micro-batch fixes to
+    its own trigger time, the same again when the batch is replayed)."""
+    if isinstance(now, datetime):
+        latest = spark_literal(now + future_tolerance)
+    else:
+        latest = F.timestamp_micros(F.unix_micros(now) + F.lit(future_tolerance // timedelta(microseconds=1)))
     earliest = spark_literal(MASTODON_EPOCH)
     valid = lambda df: df["is_valid_json"] & df["value_type"].startswith("OBJECT")  # noqa: E731
     status = lambda df: valid(df) & _is_status_event(df)  # noqa: E731
@@ -149,7 +154,7 @@ PROCESSING_ERROR = "processing_error"
 
 def with_rule_failures(
     parsed: DataFrame,
-    now: datetime,
+    now: datetime | Column,
     max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
     future_tolerance: timedelta = DEFAULT_FUTURE_TOLERANCE,
 ) -> DataFrame:

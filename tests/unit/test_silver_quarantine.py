@@ -190,6 +190,18 @@ def test_future_is_relative_to_the_time_passed_in(spark, created_at):
     assert later == {"x": ["created_at_in_future"]}
 
 
+def test_now_may_be_a_column_as_in_the_stream(spark):
+    """The stream judges against current_timestamp() (each micro-batch's trigger time): the tolerance is
+    added to the column as it is to an instant."""
+    now = F.lit(NOW.replace(tzinfo=None)).cast("timestamp")  # the session is UTC
+    cases = {"inside": "2026-11-23T14:04:00Z", "outside": "2026-11-23T14:06:00Z"}
+    got = rules_of(spark, {n: envelope(status(created_at=c)) for n, c in cases.items()})
+    values = [envelope(status(created_at=c)) for c in cases.values()]
+    judged = with_rule_failures(parse_records(bronze(spark, values)), now).orderBy("bronze_offset")
+    assert [list(r.rules) for r in judged.select("rules").collect()] == [got["inside"], got["outside"]]
+    assert got == {"inside": [], "outside": ["created_at_in_future"]}
+
+
 def test_invalid_utf8_is_quarantined_readably(spark):
     good = envelope(status())
     df = bronze(spark, [good, good]).withColumn(
