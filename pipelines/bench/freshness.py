@@ -72,7 +72,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--drain-timeout-s", type=float, default=600.0,
                         help="after the last post, wait at most this long for the rest (default 600)")
     parser.add_argument("--idle-s", type=float, default=30.0,
-                        help="idle period measured after the drain, no posts (default 30)")
+                        help="idle period measured after the drain, once no stage has committed a batch "
+                             "for GOLD_STREAM_TRIGGER_S + 5 s, no posts (default 30)")
     parser.add_argument("--every-s", type=float, default=30.0,
                         help="backlog / progress interval (default 30)")
     parser.add_argument("--file", type=Path, help="statuses to build the posts from (default: the bundled "
@@ -385,6 +386,18 @@ class Freshness:
             return sum(1 for p in folder.iterdir() if p.name.isdigit())
         return 0
 
+    def _settle(self, quiet_s: float, limit_s: float) -> float:
+        """Wait until no Spark stage committed a batch for `quiet_s` (at most `limit_s`); seconds waited."""
+        started = last_change = time.time()
+        commits = {st: self._commits(st) for st in SPARK_STAGES}
+        while time.time() - last_change < quiet_s and time.time() - started < limit_s:
+            time.sleep(1.0)
+            self._check_run()
+            now = {st: self._commits(st) for st in SPARK_STAGES}
+            if now != commits:
+                commits, last_change = now, time.time()
+        return time.time() - started
+
     def _arrived(self, keys: list[str], seen: Mapping[str, float]) -> int:
         return sum(1 for key in keys if key in seen)
 
@@ -518,10 +531,12 @@ class Freshness:
                 time.sleep(0.5)
             drain_end = time.time()
 
-            # 4. idle
+            # 4. idle: once every stage has finished its last batch (the gold stream's next trigger
+            # still has the drained posts to count: that is the tail of the work, not idling)
             self.phase = "idle"
-            self.log(f"[freshness] drained in {drain_end - fed_end:.0f} s; idle for {args.idle_s:.0f} s "
-                     "(no posts): CPU")
+            settled_s = self._settle(quiet_s=self.settings.gold_stream_trigger_s + 5.0, limit_s=300.0)
+            self.log(f"[freshness] drained in {drain_end - fed_end:.0f} s, every stage quiet "
+                     f"{settled_s:.0f} s later; idle for {args.idle_s:.0f} s (no posts): CPU")
             idle0, idle_t0 = self.stack_cpu(), time.time()
             time.sleep(args.idle_s)
             self._check_run()
