@@ -74,8 +74,14 @@ def encoder_tokenizer(enc_dir: Path, max_length: int):
     return tokenizer
 
 
-def build_model(torch, enc_dir: Path, n_labels: int = 3, n_sentiment: int = 3):
+def build_model(torch, enc_dir: Path, n_labels: int = 3, n_sentiment: int = 3, load_encoder=None):
+    """The classifier around the encoder in `enc_dir`, loaded by `load_encoder(enc_dir)` (default
+    `AutoModel.from_pretrained`)."""
     from transformers import AutoModel
+
+    if load_encoder is None:
+        def load_encoder(path: Path):
+            return AutoModel.from_pretrained(str(path))
 
     class ThreatClassifier(torch.nn.Module):
         """Encoder -> mean pooling over real tokens -> dropout -> linear heads (threat, sentiment).
@@ -85,7 +91,7 @@ def build_model(torch, enc_dir: Path, n_labels: int = 3, n_sentiment: int = 3):
 
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = AutoModel.from_pretrained(str(enc_dir))
+            self.encoder = load_encoder(enc_dir)
             self.dropout = torch.nn.Dropout(0.1)
             self.head = torch.nn.Linear(self.encoder.config.hidden_size, n_labels)
             self.sentiment_head = torch.nn.Linear(self.encoder.config.hidden_size, n_sentiment)
@@ -161,64 +167,94 @@ def load_sentiment_train(data_dir: Path) -> Labelled:
                           n_classes=3)
 
 
-def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: float = 55.0, lr: float = 8e-5,
-          batch_size: int = 32, max_length: int = 64, davidson_offensive_cap: int = 5000, seed: int = 13,
-          threads: int = 2, freeze_layers: int = 1, sentiment_per_epoch: int = 16000,
-          sentiment_weight: float = 1.0, resume: bool = False) -> dict:
-    """Fine-tune within the time budget; save the weights (`best.pt`) and `tuning.json` into `work_dir`."""
-    import torch
-
-    started = time.time()
+def seed_everything(torch, seed: int, threads: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    enc_dir = encoder_dir()
-    tokenizer = encoder_tokenizer(enc_dir, max_length)
+
+
+def text_encoder(tokenizer, prefix: str = ""):
+    """texts -> token ids: normalised as at run time (`normalise`), then `prefix` + text tokenized."""
 
     def encode(texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in tokenizer.encode_batch([normalise(t) for t in texts])]
+        return [e.ids for e in tokenizer.encode_batch([prefix + normalise(t) for t in texts])]
 
-    rng = random.Random(seed)
+    return encode
+
+
+def threat_train_set(data_dir: Path, encode, rng: random.Random, davidson_offensive_cap: int = 5000,
+                     keep=None) -> tuple[list[list[int]], list[tuple[int, ...]]]:
+    """The three threat train splits as (token ids, allowed classes) per example. Davidson's offensive class
+    is capped at `davidson_offensive_cap` (a seeded draw from `rng`). `keep(name, texts)`, when given,
+    returns the indices of a set's texts to use (after the cap)."""
     train_ids: list[list[int]] = []
     train_mask: list[tuple[int, ...]] = []
     for name in ALLOWED:
         data = load_split(data_dir, name, "train")
-        keep = list(range(len(data.texts)))
+        use = list(range(len(data.texts)))
         if name == "davidson" and davidson_offensive_cap:
-            off = [i for i in keep if data.labels[i] == 1]
+            off = [i for i in use if data.labels[i] == 1]
             rng.shuffle(off)
             dropped = set(off[davidson_offensive_cap:])
-            keep = [i for i in keep if i not in dropped]
-        ids = encode([data.texts[i] for i in keep])
+            use = [i for i in use if i not in dropped]
+        if keep is not None:
+            use = [use[i] for i in keep(name, [data.texts[i] for i in use])]
+        ids = encode([data.texts[i] for i in use])
         train_ids.extend(ids)
-        train_mask.extend(ALLOWED[name][data.labels[i]] for i in keep)
-        log(f"train {name}: {len(keep)} examples")
-    allowed = torch.zeros((len(train_ids), 3), dtype=torch.bool)
+        train_mask.extend(ALLOWED[name][data.labels[i]] for i in use)
+        log(f"train {name}: {len(use)} examples")
+    return train_ids, train_mask
+
+
+def allowed_matrix(torch, train_mask: list[tuple[int, ...]], n_classes: int = 3):
+    """[n, n_classes] bool: the classes each example's label allows."""
+    allowed = torch.zeros((len(train_mask), n_classes), dtype=torch.bool)
     for row, classes in enumerate(train_mask):
         allowed[row, list(classes)] = True
-    sentiment = load_sentiment_train(data_dir)
-    sent_ids = encode(sentiment.texts)
-    sent_labels = torch.tensor(sentiment.labels, dtype=torch.long)
-    sent_lengths = [len(x) for x in sent_ids]
-    log(f"train tweeteval-sentiment: {len(sent_ids)} examples, {sentiment_per_epoch} per epoch")
+    return allowed
 
-    model = build_model(torch, enc_dir)
-    previous: dict = {}
-    if resume:
-        # Continue from the last run's weights (a fresh warm-up and decay over this run's budget).
-        model.load_state_dict(torch.load(work_dir / "best.pt", map_location="cpu"))
-        previous = json.loads((work_dir / "tuning.json").read_text())
-        log(f"resuming from {work_dir / 'best.pt'} ({previous.get('steps')} steps done before)")
-        rng = random.Random(seed + int(previous.get("steps", 0)))  # a batch order the last run did not see
-    # Freeze the embeddings and the lowest layers: the shared 2-core CPU makes full backprop too slow, and the
-    # 11.7M-parameter word-embedding matrix dominates AdamW's update cost while gaining little.
+
+def partial_label_loss(torch, logits, allowed):
+    """Mean of -log P(allowed set): the log-sum-exp over all classes minus that over the allowed ones."""
+    masked = logits.masked_fill(~allowed, float("-inf"))
+    return (torch.logsumexp(logits, -1) - torch.logsumexp(masked, -1)).mean()
+
+
+class SentimentSource:
+    """One sentiment train set: token ids, labels (0/1/2) and how many of its examples each epoch draws
+    (afresh, without replacement)."""
+
+    def __init__(self, name: str, ids: list[list[int]], labels: list[int], per_epoch: int) -> None:
+        if len(ids) != len(labels):
+            raise ValueError(f"{name}: {len(ids)} texts but {len(labels)} labels")
+        self.name, self.ids, self.labels = name, ids, labels
+        self.per_epoch = min(per_epoch, len(ids))
+
+
+def resume_state(torch, model, work_dir: Path, seed: int) -> tuple[dict, random.Random | None]:
+    """Load the last run's weights into `model`; (its tuning.json, the batch-order RNG to continue with)."""
+    model.load_state_dict(torch.load(work_dir / "best.pt", map_location="cpu"))
+    previous = json.loads((work_dir / "tuning.json").read_text())
+    log(f"resuming from {work_dir / 'best.pt'} ({previous.get('steps')} steps done before)")
+    return previous, random.Random(seed + int(previous.get("steps", 0)))  # a batch order not seen before
+
+
+def freeze(model, freeze_layers: int) -> None:
+    """Freeze the embeddings (word table, positions, types, their LayerNorm) and the lowest layers."""
     for param in model.encoder.embeddings.parameters():
         param.requires_grad = False
     for layer in model.encoder.encoder.layer[:freeze_layers]:
         for param in layer.parameters():
             param.requires_grad = False
+
+
+def fit(torch, model, train_ids: list[list[int]], allowed, sources: list[SentimentSource], *,
+        rng: random.Random, started: float, epochs: float, max_minutes: float, lr: float, batch_size: int,
+        sentiment_weight: float, max_steps: int | None = None) -> tuple[int, int]:
+    """The multi-task loop (model in train mode, frozen parts already frozen): every epoch sees all threat
+    examples plus `per_epoch` fresh draws of each sentiment source; batches hold one task each, of similar
+    lengths, shuffled together. Returns (steps done, steps per epoch)."""
     model.train()
     no_decay = ("bias", "LayerNorm.weight")
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -228,9 +264,14 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
     ]
     optimizer = torch.optim.AdamW(groups, lr=lr)
     lengths = [len(x) for x in train_ids]
-    per_epoch = len(train_ids) + min(sentiment_per_epoch, len(sent_ids))
+    sent_ids = [ids for source in sources for ids in source.ids]
+    sent_labels = torch.tensor([label for source in sources for label in source.labels], dtype=torch.long)
+    sent_lengths = [len(x) for x in sent_ids]
+    offsets = np.cumsum([0] + [len(source.ids) for source in sources]).tolist()
+    per_epoch = len(train_ids) + sum(source.per_epoch for source in sources)
     steps_per_epoch = (per_epoch + batch_size - 1) // batch_size
-    max_steps = int(steps_per_epoch * epochs)
+    planned = int(steps_per_epoch * epochs)
+    max_steps = min(planned, max_steps) if max_steps else planned
     warmup = 30
     # The CPU is shared with other work, so the schedule runs on the clock: the LR warms up for 30 steps,
     # then decays linearly to 0 at the time budget's end (or at `epochs`, whichever comes first). The step
@@ -242,7 +283,8 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
     step = 0
     done = False
     while not done:
-        sent_pool = rng.sample(range(len(sent_ids)), min(sentiment_per_epoch, len(sent_ids)))
+        sent_pool = [offset + i for source, offset in zip(sources, offsets, strict=False)
+                     for i in rng.sample(range(len(source.ids)), source.per_epoch)]
         sent_batches = [[sent_pool[i] for i in b]
                         for b in batches([sent_lengths[i] for i in sent_pool], batch_size, rng)]
         plan = [("threat", b) for b in batches(lengths, batch_size, rng)]
@@ -255,9 +297,7 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
                 group["lr"] = lr * factor
             if task == "threat":
                 ids, mask = pad(torch, [train_ids[i] for i in batch])
-                logits = model(ids, mask)
-                masked = logits.masked_fill(~allowed[batch], float("-inf"))
-                loss = (torch.logsumexp(logits, -1) - torch.logsumexp(masked, -1)).mean()
+                loss = partial_label_loss(torch, model(ids, mask), allowed[batch])
             else:
                 ids, mask = pad(torch, [sent_ids[i] for i in batch])
                 _, sent_logits, _ = model.heads(ids, mask)
@@ -275,6 +315,41 @@ def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: f
             if progress >= 1.0 or step >= max_steps:
                 done = True
                 break
+    return step, steps_per_epoch
+
+
+def train(data_dir: Path, work_dir: Path, *, epochs: float = 2.0, max_minutes: float = 55.0, lr: float = 8e-5,
+          batch_size: int = 32, max_length: int = 64, davidson_offensive_cap: int = 5000, seed: int = 13,
+          threads: int = 2, freeze_layers: int = 1, sentiment_per_epoch: int = 16000,
+          sentiment_weight: float = 1.0, resume: bool = False) -> dict:
+    """Fine-tune within the time budget; save the weights (`best.pt`) and `tuning.json` into `work_dir`."""
+    import torch
+
+    started = time.time()
+    seed_everything(torch, seed, threads)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    enc_dir = encoder_dir()
+    encode = text_encoder(encoder_tokenizer(enc_dir, max_length))
+
+    rng = random.Random(seed)
+    train_ids, train_mask = threat_train_set(data_dir, encode, rng, davidson_offensive_cap)
+    allowed = allowed_matrix(torch, train_mask)
+    sentiment = load_sentiment_train(data_dir)
+    source = SentimentSource("tweeteval-sentiment", encode(sentiment.texts), sentiment.labels,
+                             sentiment_per_epoch)
+    log(f"train tweeteval-sentiment: {len(source.ids)} examples, {sentiment_per_epoch} per epoch")
+
+    model = build_model(torch, enc_dir)
+    previous: dict = {}
+    if resume:
+        # Continue from the last run's weights (a fresh warm-up and decay over this run's budget).
+        previous, rng = resume_state(torch, model, work_dir, seed)
+    # Freeze the embeddings and the lowest layers: the shared 2-core CPU makes full backprop too slow, and the
+    # 11.7M-parameter word-embedding matrix dominates AdamW's update cost while gaining little.
+    freeze(model, freeze_layers)
+    step, steps_per_epoch = fit(torch, model, train_ids, allowed, [source], rng=rng, started=started,
+                                epochs=epochs, max_minutes=max_minutes, lr=lr, batch_size=batch_size,
+                                sentiment_weight=sentiment_weight)
     torch.save(model.state_dict(), work_dir / "best.pt")
     minutes = (time.time() - started) / 60 + float(previous.get("train_minutes", 0.0))
     step += int(previous.get("steps", 0))
