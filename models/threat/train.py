@@ -414,6 +414,22 @@ def quantise_weights(src: Path, dst: Path, min_size: int = 4096) -> int:
     return len(new_nodes)
 
 
+def export_graph(torch, model, path: Path, opset: int = 17) -> Path:
+    """The classifier (eval mode) as an fp32 ONNX graph: inputs input_ids, attention_mask [batch, sequence];
+    outputs probs (threat), sentiment_probs, embedding (mean-pooled) [batch, ...]."""
+    wrapped = ProbsWrapper.make(torch, model).eval()
+    ids = torch.ones((2, 16), dtype=torch.long)
+    mask = torch.ones((2, 16), dtype=torch.long)
+    torch.onnx.export(
+        wrapped, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+        output_names=["probs", "sentiment_probs", "embedding"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+                      "probs": {0: "batch"}, "sentiment_probs": {0: "batch"}, "embedding": {0: "batch"}},
+        opset_version=opset, dynamo=False,
+    )
+    return path
+
+
 def export(work_dir: Path, artifact_dir: Path, *, opset: int = 17) -> dict:
     """best.pt -> fp32 ONNX (work dir) -> weight-only int8 ONNX + tokenizer + config (artifact dir)."""
     import shutil
@@ -425,17 +441,7 @@ def export(work_dir: Path, artifact_dir: Path, *, opset: int = 17) -> dict:
     model = build_model(torch, enc_dir)
     model.load_state_dict(torch.load(work_dir / "best.pt", map_location="cpu"))
     model.eval()
-    wrapped = ProbsWrapper.make(torch, model).eval()
-    ids = torch.ones((2, 16), dtype=torch.long)
-    mask = torch.ones((2, 16), dtype=torch.long)
-    fp32 = work_dir / "model.fp32.onnx"
-    torch.onnx.export(
-        wrapped, (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"],
-        output_names=["probs", "sentiment_probs", "embedding"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                      "probs": {0: "batch"}, "sentiment_probs": {0: "batch"}, "embedding": {0: "batch"}},
-        opset_version=opset, dynamo=False,
-    )
+    fp32 = export_graph(torch, model, work_dir / "model.fp32.onnx", opset=opset)
     log(f"exported {fp32} ({fp32.stat().st_size / 1e6:.1f} MB)")
     artifact_dir.mkdir(parents=True, exist_ok=True)
     int8 = artifact_dir / "model.onnx"
