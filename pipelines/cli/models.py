@@ -29,24 +29,43 @@ def register(subparsers) -> None:
 
     train = sub.add_parser("train", help="rebuild a model artifact from the shared training data",
                            description="Rebuild models/<name>/artifact from ../shared/data (train splits; "
-                                       "validation splits for tuning). threat needs the `train` extra "
-                                       "(torch).")
-    train.add_argument("model", choices=["threat", "sentiment"])
+                                       "validation splits for tuning). threat and multilingual need the "
+                                       "`train` extra (torch).")
+    train.add_argument("model", choices=["threat", "sentiment", "multilingual"])
     train.add_argument("--data-dir", type=Path, default=None,
                        help="default: the setting SHARED_DATA_DIR (../shared/data)")
     train.add_argument("--out", type=Path, default=None, help="artifact folder (default: the packaged one)")
     train.add_argument("--work-dir", type=Path, default=Path("var/models"),
                        help="checkpoints and the fp32 ONNX go here (default: var/models/<name>)")
-    train.add_argument("--minutes", type=float, default=55.0, help="threat: time budget, minutes")
-    train.add_argument("--epochs", type=float, default=2.0, help="threat: epochs planned (default 2)")
+    train.add_argument("--minutes", type=float, default=None,
+                       help="threat / multilingual: time budget, minutes (default 55 / 100)")
+    train.add_argument("--epochs", type=float, default=2.0,
+                       help="threat / multilingual: epochs planned (default 2)")
     train.add_argument("--seed", type=int, default=13)
-    train.add_argument("--sentiment-per-epoch", type=int, default=16000,
-                       help="threat: TweetEval sentiment examples mixed into each epoch (auxiliary head; "
-                            "default 16000 of 45,603)")
+    train.add_argument("--sentiment-per-epoch", type=int, default=None,
+                       help="threat / multilingual: TweetEval sentiment examples mixed into each epoch "
+                            "(default 16000 / 8000 of 45,603; multilingual adds every UMSAB train example)")
     train.add_argument("--no-compare-fp32", dest="compare_fp32", action="store_false",
                        help="threat: skip scoring the fp32 export on val (saves a few minutes)")
     train.add_argument("--resume", action="store_true",
-                       help="threat: continue from the last run's weights in the work dir")
+                       help="threat / multilingual: continue from the last run's weights in the work dir")
+    ml = train.add_argument_group("multilingual only (see python -m tootlake.models.multilingual.train -h)")
+    ml.add_argument("--base-dir", type=Path, default=None,
+                    help="converted multilingual-e5-small (default var/models/multilingual-e5-small; "
+                         "converted when missing)")
+    ml.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
+    ml.add_argument("--limit", type=int, default=None,
+                    help="at most this many examples of each train and validation set (smoke runs)")
+    ml.add_argument("--vocab", type=int, default=64000,
+                    help="vocabulary trimmed to this many pieces (default 64000; 0: all 250,002)")
+    ml.add_argument("--embedding-bits", type=int, choices=[4, 8], default=4,
+                    help="word-embedding table in 4-bit blocks (default) or int8")
+    ml.add_argument("--compare-per-set", type=int, default=324,
+                    help="validation texts per set for the size comparison (0: skip)")
+    ml.add_argument("--compare-vocab", type=lambda v: [int(x) for x in v.split(",") if x], default=[],
+                    help="also measure artifacts with these vocabulary sizes (e.g. 100000,150000)")
+    ml.add_argument("--skip-train", action="store_true",
+                    help="export + validate the work dir's best.pt without training")
     train.add_argument("--with-baseline", action="store_true",
                        help="also measure the baseline: sentiment = the older system's pipeline (~5 min "
                             "more); threat = the pretrained encoder frozen + logistic regression (~3 min)")
@@ -191,6 +210,8 @@ def _train(args: argparse.Namespace) -> int:
     work = args.work_dir / args.model
     if args.model == "threat":
         rc = _train_threat(args, data_dir, out, work)
+    elif args.model == "multilingual":
+        rc = _train_multilingual(args, data_dir, out, work)
     else:
         rc = _train_sentiment(data_dir, out, args.with_baseline)
     print(f"models train {args.model}: done in {(time.time() - started) / 60:.1f} min -> {out}", flush=True)
@@ -205,14 +226,33 @@ def _train_threat(args: argparse.Namespace, data_dir: Path, out: Path, work: Pat
         return 2
     from tootlake.models.threat import train as threat_train
 
-    threat_train.train(data_dir, work, epochs=args.epochs, max_minutes=args.minutes, seed=args.seed,
-                       resume=args.resume, sentiment_per_epoch=args.sentiment_per_epoch)
+    threat_train.train(data_dir, work, epochs=args.epochs, max_minutes=args.minutes or 55.0, seed=args.seed,
+                       resume=args.resume, sentiment_per_epoch=args.sentiment_per_epoch or 16000)
     threat_train.export(work, out)
     report = validation_report_threat(data_dir, out, work, compare_fp32=args.compare_fp32)
     if args.with_baseline:
         report["frozen_baseline"] = threat_train.frozen_baseline(data_dir, seed=args.seed)
     (work / "val_report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: {n: round(r["macro_f1"], 4) for n, r in v.items()} for k, v in report.items()}))
+    return 0
+
+
+def _train_multilingual(args: argparse.Namespace, data_dir: Path, out: Path, work: Path) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        _err("training the multilingual model needs the `train` extra: "
+             ".venv/bin/pip install -e '.[dev,train]'")
+        return 2
+    from tootlake.models.multilingual import convert
+    from tootlake.models.multilingual import train as multilingual_train
+
+    multilingual_train.run(
+        data_dir, work, out, args.base_dir or convert.DEFAULT_OUT, skip_train=args.skip_train,
+        vocab_size=args.vocab or None, embedding_bits=args.embedding_bits,
+        compare_per_set=args.compare_per_set, compare_vocab=args.compare_vocab, epochs=args.epochs,
+        max_minutes=args.minutes or 100.0, seed=args.seed, resume=args.resume,
+        sentiment_per_epoch=args.sentiment_per_epoch or 8000, max_steps=args.max_steps, limit=args.limit)
     return 0
 
 
