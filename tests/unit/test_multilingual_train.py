@@ -55,6 +55,19 @@ def test_choose_vocabulary_keeps_specials_seen_then_frequent_pieces_in_the_scrip
         shrink.choose_vocabulary(tok, seen={999}, size=10)
 
 
+def test_all_script_pieces_keep_the_tokenization_of_texts_in_those_scripts():
+    from tootlake.models.multilingual.train import ALL_SCRIPT_PIECES, vocab_size_arg
+
+    assert vocab_size_arg("scripts") == ALL_SCRIPT_PIECES and vocab_size_arg("64000") == 64000
+    tok = tiny_tokenizer_json()
+    full = tokenizer_of(tok)
+    kept = shrink.choose_vocabulary(tok, seen={0, 2}, size=ALL_SCRIPT_PIECES)
+    assert set(range(len(PIECES))) - set(kept.tolist()) == {21}  # only the Cyrillic piece goes
+    trimmed = tokenizer_of(shrink.trim_tokenizer_json(tok, kept))
+    texts = ["the cat sat on the mat", "Katze", "query: the cat", "cheat sheet"]
+    assert shrink.segmentation_change(full, trimmed, kept, texts)["texts_changed"] == 0
+
+
 def test_piece_in_scripts():
     assert shrink.piece_in_scripts("\u2581Stra\u00dfe")
     assert shrink.piece_in_scripts("\u2581\u0645\u0631\u062d\u0628\u0627")  # Arabic
