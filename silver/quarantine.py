@@ -61,10 +61,8 @@ def rules(now: datetime | Column, max_content_chars: int, future_tolerance: time
     """The rules, in the order they are reported. `now` is passed in: the transform holds no clock. It is
     an instant, or a timestamp Column (a stream's `current_timestamp()`, which each micro-batch fixes to
     its own trigger time, the same again when the batch is replayed)."""
-    if isinstance(now, datetime):
-        latest = spark_literal(now + future_tolerance)
-    else:
-        latest = F.timestamp_micros(F.unix_micros(now) + F.lit(future_tolerance // timedelta(microseconds=1)))
+    now_col = spark_literal(now) if isinstance(now, datetime) else now
+    latest = F.timestamp_micros(F.unix_micros(now_col) + F.lit(future_tolerance // timedelta(microseconds=1)))
     earliest = spark_literal(MASTODON_EPOCH)
     valid = lambda df: df["is_valid_json"] & df["value_type"].startswith("OBJECT")  # noqa: E731
     status = lambda df: valid(df) & _is_status_event(df)  # noqa: E731

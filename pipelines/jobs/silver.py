@@ -174,6 +174,8 @@ class SilverBatchWriter:
         return F.current_timestamp() if self.clock is None else spark_literal(self.clock())
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        if "rules" not in batch.columns:  # a plain bronze DataFrame (a test, a bench), not the stream's
+            batch = judge(batch, self.now(), self.settings)
         try:
             write_silver_batch(self, batch, batch_id)
         except Exception as exc:
@@ -186,8 +188,7 @@ def isolate_poison(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, erro
     """The batch failed on something record-level: bisect it, commit every record that goes through
     (idempotent writes, so parts may be re-attempted), quarantine the poison with the error text."""
     spark = batch.sparkSession
-    # a judged batch (the stream's) names the bronze position bronze_partition / bronze_offset
-    at = ("bronze_partition", "bronze_offset") if is_judged(batch) else ("partition", "offset")
+    at = ["bronze_partition", "bronze_offset"]
     batch = batch.persist()
     try:
         positions = sorted(tuple(r) for r in batch.select(*at).collect())
@@ -196,17 +197,17 @@ def isolate_poison(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int, erro
         part_ctx = replace(ctx, dq=None, stats=SilverStats(), use_txn=False)
 
         def attempt(part) -> None:
-            wanted = spark.createDataFrame(list(part), f"{at[0]} int, {at[1]} long")
-            part_batch = batch.join(F.broadcast(wanted), list(at), "left_semi")
+            wanted = spark.createDataFrame(list(part), "bronze_partition int, bronze_offset long")
+            part_batch = batch.join(F.broadcast(wanted), at, "left_semi")
             write_silver_batch(part_ctx, part_batch, batch_id)
 
         poisoned = bisect(positions, attempt, failed_with=error)
         errors = {position: error_text(exc) for position, exc in poisoned}
         reasons = spark.createDataFrame([(p, o, r) for (p, o), r in errors.items()],
-                                        f"{at[0]} int, {at[1]} long, reason string")
-        poison = batch.drop("rules", "reason").join(F.broadcast(reasons), list(at)).select(
+                                        "bronze_partition int, bronze_offset long, reason string")
+        poison = batch.drop("rules", "reason").join(F.broadcast(reasons), at).select(
             "key", "value", F.array(F.lit(PROCESSING_ERROR)).alias("rules"), "reason",
-            F.col(at[0]).alias("bronze_partition"), F.col(at[1]).alias("bronze_offset"))
+            "bronze_partition", "bronze_offset")
         append_quarantine(Lake(ctx.settings, spark), quarantine(poison, spark_literal(ctx.now())))
     finally:
         batch.unpersist()
@@ -249,9 +250,8 @@ def _write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int,
     lake = Lake(settings, spark)
     # Each step's result is materialised (a local checkpoint cuts the lineage: the next step plans against
     # a one-node plan instead of re-analysing the whole parse -> rules -> dedupe -> lookup tree, which cost
-    # seconds of driver time per batch whatever its size). The stream hands over records already judged
-    # (see start_silver_query); a plain bronze DataFrame (a test, a bench) is judged here.
-    judged = frames.keep(batch if is_judged(batch) else judge(batch, now, settings))
+    # seconds of driver time per batch whatever its size). The batch comes judged (see start_silver_query).
+    judged = frames.keep(batch)
     # One pass over the materialised batch gives both counts (with DQ on, every rule's count in the same
     # pass; a fail rule raises here, before either write).
     counts = [F.count(F.lit(1)).alias("n"), F.count(F.when(F.size("rules") > 0, 1)).alias("bad"),
@@ -414,10 +414,6 @@ def judge(bronze: DataFrame, now: datetime | Column, settings: Settings) -> Data
     """Bronze records parsed and judged by the quarantine rules (one row per record, `rules` filled)."""
     return with_rule_failures(parse_records(bronze), now, settings.silver_max_content_chars,
                               timedelta(seconds=settings.silver_future_tolerance_s))
-
-
-def is_judged(batch: DataFrame) -> bool:
-    return "rules" in batch.columns
 
 
 def start_silver_query(
