@@ -229,6 +229,7 @@ class Freshness:
         self.warmup_keys: list[str] = []
         self.measured_keys: list[str] = []
         self.peak = {"run": 0, "kafka": 0, "postgres": 0, "stack": 0, "bench": 0}
+        self.meters: list = []  # CPU meters (fed, idle) the sampler thread samples every SAMPLE_S
         self.service_pids: dict[str, int] = {}
         self.probe_errors: dict[str, str] = {}
         self._next_id = (int(time.time() * 1000) << 16)
@@ -353,6 +354,8 @@ class Freshness:
         for name, value in (("run", run), ("kafka", kafka), ("postgres", postgres),
                             ("stack", run + kafka + postgres), ("bench", rss_bytes(os.getpid()))):
             self.peak[name] = max(self.peak[name], value)
+        for meter in list(self.meters):
+            meter.sample(self.stack_pids())
 
     def _sampler(self) -> None:
         while not self.stop.is_set():
@@ -360,13 +363,22 @@ class Freshness:
                 self._sample()
             self.stop.wait(SAMPLE_S)
 
-    def stack_cpu(self) -> float:
-        pids = list(self.service_pids.values())
-        if self.proc is not None:
-            pids.append(self.proc.pid)
-        from tootlake.pipelines.ops.processes import tree_cpu_seconds
+    def stack_pids(self) -> list[int]:
+        return list(self.service_pids.values()) + ([self.proc.pid] if self.proc is not None else [])
 
-        return tree_cpu_seconds(pids)
+    def cpu_meter(self):
+        """A per-process CPU meter of the whole stack, sampled by the sampler thread from now on."""
+        from tootlake.pipelines.ops.processes import CpuMeter
+
+        meter = CpuMeter(self.stack_pids())
+        self.meters.append(meter)
+        return meter
+
+    def stack_cpu_seconds(self, meter) -> float:
+        """The CPU seconds the stack spent since `meter` was made; stops sampling it."""
+        meter.sample(self.stack_pids())
+        self.meters.remove(meter)
+        return meter.seconds()
 
     def _check_run(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -492,7 +504,7 @@ class Freshness:
 
         # 2. fed
         clock_start = time.time()
-        cpu0, bench0 = self.stack_cpu(), time.process_time()
+        fed_cpu, bench0 = self.cpu_meter(), time.process_time()
         reporter_stop = threading.Event()
 
         def reporter() -> None:
@@ -507,7 +519,7 @@ class Freshness:
         try:
             self._send(None, args.minutes * 60, self.measured_keys)
             fed_end = time.time()
-            cpu1, bench1 = self.stack_cpu(), time.process_time()
+            fed_cpu_s, bench1 = self.stack_cpu_seconds(fed_cpu), time.process_time()
             if self.delivery_errors:
                 self.log(f"[freshness] {len(self.delivery_errors)} records not delivered, e.g. "
                          f"{self.delivery_errors[:3]}")
@@ -537,10 +549,10 @@ class Freshness:
             settled_s = self._settle(quiet_s=self.settings.gold_stream_trigger_s + 5.0, limit_s=300.0)
             self.log(f"[freshness] drained in {drain_end - fed_end:.0f} s, every stage quiet "
                      f"{settled_s:.0f} s later; idle for {args.idle_s:.0f} s (no posts): CPU")
-            idle0, idle_t0 = self.stack_cpu(), time.time()
+            idle_cpu, idle_t0 = self.cpu_meter(), time.time()
             time.sleep(args.idle_s)
             self._check_run()
-            idle1, idle_t1 = self.stack_cpu(), time.time()
+            idle_cpu_s, idle_t1 = self.stack_cpu_seconds(idle_cpu), time.time()
         finally:
             reporter_stop.set()
         quarantined = _quarantined(self.settings) & set(self.measured_keys)
@@ -576,8 +588,8 @@ class Freshness:
             "peak_rss_kafka_bytes": self.peak["kafka"] if "kafka" in self.service_pids else None,
             "peak_rss_postgres_bytes": self.peak["postgres"] if "postgres" in self.service_pids else None,
             "peak_rss_bench_bytes": self.peak["bench"],
-            "cpu_cores_fed": cores(cpu1 - cpu0, fed_s),
-            "cpu_cores_idle": cores(idle1 - idle0, idle_t1 - idle_t0),
+            "cpu_cores_fed": cores(fed_cpu_s, fed_s),
+            "cpu_cores_idle": cores(idle_cpu_s, idle_t1 - idle_t0),
             "cpu_cores_bench_fed": cores(bench1 - bench0, fed_s),
             "restarts": restarts,
             "probe_errors": dict(self.probe_errors),

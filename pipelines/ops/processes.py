@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,15 +94,40 @@ def tree_rss(pids: Iterable[int]) -> int:
     return total
 
 
-def tree_cpu_seconds(pids: Iterable[int]) -> float:
-    """CPU seconds of `pids` and their descendants: user + system of each live process, plus those of the
-    children it has reaped, so a stage that exited and was reaped still counts."""
-    total = 0.0
-    for process in _tree(pids):
-        with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
-    return total
+class CpuMeter:
+    """CPU seconds (user + system) a process tree spent since the meter was made, counted per process.
+
+    `sample(pids)` records every live process of the tree; `seconds()` is the sum, over each process seen,
+    of its last sampled time minus its time at the start (0 for a process born after the start). A
+    process that exits keeps the time last seen, so the figure never goes backwards when workers exit
+    (a sum over the *current* tree does: an exited worker's time leaves it unless its parent reaps it);
+    what it loses is an exited process's last slice, at most one sampling period of it. Sample often.
+    """
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self._start: dict[tuple[int, float], float] = {}
+        self._last: dict[tuple[int, float], float] = {}
+        self._lock = threading.Lock()  # a sampler thread and the caller may sample at once
+        self._sample(pids, first=True)
+
+    def sample(self, pids: Iterable[int]) -> None:
+        self._sample(pids, first=False)
+
+    def _sample(self, pids: Iterable[int], first: bool) -> None:
+        seen = []
+        for process in _tree(pids):
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                seen.append(((process.pid, process.create_time()), times.user + times.system))
+        with self._lock:
+            for key, used in seen:
+                # running when the meter was made: only what it spends from then on counts
+                self._start.setdefault(key, used if first else 0.0)
+                self._last[key] = max(used, self._last.get(key, 0.0))
+
+    def seconds(self) -> float:
+        with self._lock:
+            return sum(self._last[key] - start for key, start in self._start.items())
 
 
 def wait_until(condition: Callable[[], T], timeout: float, every: float = 0.2,

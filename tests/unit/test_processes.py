@@ -68,8 +68,26 @@ def test_tree_rss_and_cpu_count_the_children(child) -> None:
     child(SLEEP)
     assert own > 10 * 2**20  # this interpreter alone holds more than 10 MiB
     assert processes.tree_rss([os.getpid()]) > own
-    assert processes.tree_cpu_seconds([os.getpid()]) > 0
     assert processes.tree_rss([2**22 + 1]) == 0  # no such process
+
+
+BURN = ("import time; end = time.process_time() + 0.4\nwhile time.process_time() < end: pass\n"
+        "print('burnt', flush=True); time.sleep(60)")
+
+
+def test_cpu_meter_keeps_the_time_of_a_child_that_exited(child) -> None:
+    meter = processes.CpuMeter([os.getpid()])
+    assert meter.seconds() == 0  # what this interpreter spent before the meter does not count
+    burner = child(BURN)
+    assert burner.stdout.readline().strip() == "burnt"
+    meter.sample([os.getpid()])
+    seen = meter.seconds()
+    assert seen >= 0.35
+    burner.kill()
+    burner.wait()
+    meter.sample([os.getpid()])  # the child is gone from the tree: its time stays counted
+    assert meter.seconds() >= seen
+    assert processes.CpuMeter([2**22 + 1]).seconds() == 0  # no such process
 
 
 def test_wait_until_returns_the_first_true_value_or_the_last_one() -> None:
