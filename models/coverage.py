@@ -45,6 +45,9 @@ class Coverage:
     languages: frozenset[str]
     model_version: str | None = None  # the artifact the figures were measured on
     rule: str = ""
+    # sentiment: the covered languages scored by the multilingual encoder's sentiment head
+    # (models/multilingual) rather than by the MLlib pipeline on the English encoder
+    multilingual: frozenset[str] = frozenset()
 
     def covers(self, language: str | None) -> bool:
         code = language_code(language)
@@ -65,11 +68,16 @@ def load_coverage(model: str, path: str | Path | None = None) -> Coverage:
     try:
         entry = json.loads(file.read_text(encoding="utf-8"))[model]
         languages = frozenset(str(code).strip().lower() for code in entry["languages"])
+        multilingual = frozenset(str(code).strip().lower()
+                                 for code in entry.get("multilingual_languages", []))
     except FileNotFoundError:
         raise CoverageError(f"no coverage file at {file}") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise CoverageError(f"{file}: needs {{\"{model}\": {{\"languages\": [...]}}}} ({exc})") from None
-    return Coverage(model, languages, entry.get("model_version"), entry.get("rule", ""))
+    if not multilingual <= languages:
+        raise CoverageError(f"{file}: {model}.multilingual_languages {sorted(multilingual - languages)} are "
+                            f"not in {model}.languages; a language the multilingual head scores is covered")
+    return Coverage(model, languages, entry.get("model_version"), entry.get("rule", ""), multilingual)
 
 
 def scoring_note(language: str | None, threat: Iterable[str] | None,

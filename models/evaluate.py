@@ -69,6 +69,23 @@ def evaluate_sentiment(data: Labelled, spark, model=None, model_path: Path | Non
     return result
 
 
+def evaluate_sentiment_head(data: Labelled, model=None, model_path: Path | None = None,
+                            fmt: str = "umsab", batch_size: int = 32) -> dict:
+    """The multilingual encoder's sentiment head (models/multilingual): arg-max of `sentiment_probs`, as
+    silver scores the languages models/coverage.json routes to it."""
+    from tootlake.models.multilingual import DEFAULT_ARTIFACT_DIR
+    from tootlake.models.threat import ThreatModel
+
+    model = model or ThreatModel.load(model_path or DEFAULT_ARTIFACT_DIR)
+    started = time.perf_counter()
+    probs = model.run(data.texts, ["sentiment_probs"], batch_size=batch_size)["sentiment_probs"]
+    seconds = time.perf_counter() - started
+    result = classification_metrics(data.labels, probs.argmax(axis=1), FORMAT_CLASSES[fmt])
+    result.update(posts_per_s=round(len(data.texts) / max(seconds, 1e-9), 1),
+                  model_version=model.model_version, format=fmt)
+    return result
+
+
 def per_language_summary(results: dict[str, dict], reference: str = "en") -> dict:
     """{language: metrics} -> the per-language table's figures and the mean macro-F1 of the languages other
     than `reference` (the issue's headline: the 7 non-English UMSAB languages)."""

@@ -63,6 +63,29 @@ def scorer_coverage(scorer: Scorer | None) -> Languages | None:
     return {"threat": languages("threat"), "sentiment": languages("sentiment")}
 
 
+def _run_rows(model, texts: list, outputs: list[str], batch_size: int):
+    """`model.run` on a batch of texts; when that fails, text by text, so one bad text fails alone.
+    Returns ({output: array with a row per text (zeros for a failed one)}, mask of the texts that ran);
+    the arrays are None when every text failed."""
+    import numpy as np
+
+    try:
+        return model.run(texts, outputs, batch_size=batch_size), np.ones(len(texts), dtype=bool)
+    except Exception:  # noqa: BLE001 - below, each text alone
+        parts = []
+        for text in texts:
+            try:
+                parts.append(model.run([text], outputs, batch_size=1))
+            except Exception:  # noqa: BLE001 - this text fails (FAILED), the others go on
+                parts.append(None)
+        ran = np.array([part is not None for part in parts], dtype=bool)
+        template = next((part for part in parts if part is not None), None)
+        if template is None:
+            return {name: None for name in outputs}, ran
+        return {name: np.vstack([part[name] if part is not None else np.zeros_like(template[name])
+                                 for part in parts]) for name in outputs}, ran
+
+
 def _threat_udf(model_path: str | None, batch_size: int, intra_op_threads: int | None, text_column: str,
                 with_embedding: bool):
     """The function mapInArrow runs in each Python worker: one cached InferenceSession per worker."""
@@ -78,31 +101,13 @@ def _threat_udf(model_path: str | None, batch_size: int, intra_op_threads: int |
         outputs = ["probs", "embedding"] if with_embedding else ["probs"]
         for batch in batches:
             texts = batch.column(text_column).to_pylist()
-            labels: list[str | None]
-            embeddings = None
-            try:
-                result = model.run(texts, outputs, batch_size=batch_size)
-                labels, scores = model.decide(result["probs"])
-                probs: list[float | None] = [float(s) for s in scores]
-                embeddings = result.get("embedding")
-            except Exception:  # noqa: BLE001 - score row by row so one bad text fails alone (FAILED)
-                labels, probs, rows = [], [], []
-                for text in texts:
-                    try:
-                        one = model.run([text], outputs, batch_size=1)
-                        (label,), (score,) = model.decide(one["probs"])
-                        labels.append(label)
-                        probs.append(float(score))
-                        rows.append(one.get("embedding"))
-                    except Exception:  # noqa: BLE001
-                        labels.append(None)
-                        probs.append(None)
-                        rows.append(None)
-                if with_embedding:
-                    # A row the encoder failed on gets zeros; it is FAILED anyway (no threat label).
-                    width = next((r.shape[1] for r in rows if r is not None), 0)
-                    embeddings = np.vstack([r if r is not None else np.zeros((1, width), np.float32)
-                                            for r in rows]) if rows else None
+            result, ran = _run_rows(model, texts, outputs, batch_size)
+            labels: list[str | None] = [None] * len(texts)
+            probs: list[float | None] = [None] * len(texts)
+            if ran.any():
+                decided, scores = model.decide(result["probs"])
+                labels = [lb if ok else None for lb, ok in zip(decided, ran, strict=True)]
+                probs = [float(sc) if ok else None for sc, ok in zip(scores, ran, strict=True)]
             levels = [threat_level(lb, p) if lb is not None else None
                       for lb, p in zip(labels, probs, strict=True)]
             hate = [contains_hate_speech(lb, p) if lb is not None else None
@@ -116,12 +121,57 @@ def _threat_udf(model_path: str | None, batch_size: int, intra_op_threads: int |
                 .append_column("threat_model_version", pa.array(versions, pa.string()))
             )
             if with_embedding:
+                # A row the encoder failed on gets zeros; it is FAILED anyway (no threat label).
+                embeddings = result.get("embedding")
                 if embeddings is None:
                     embeddings = np.zeros((len(texts), 0), np.float32)
                 out = out.append_column(EMBEDDING_COL, embedding_array(embeddings))
             yield out
 
     return score_batches
+
+
+def _sentiment_head_udf(model_path: str, batch_size: int, intra_op_threads: int | None, text_column: str):
+    """mapInArrow function: the arg-max of an artifact's `sentiment_probs` output and its probability."""
+
+    def score_batches(batches: Iterator) -> Iterator:
+        import pyarrow as pa
+
+        from tootlake.catalog.vocab import SENTIMENT_LABELS
+        from tootlake.models.threat import get_threat_model
+
+        model = get_threat_model(model_path, intra_op_threads=intra_op_threads)
+        for batch in batches:
+            texts = batch.column(text_column).to_pylist()
+            result, ran = _run_rows(model, texts, ["sentiment_probs"], batch_size)
+            labels: list[str | None] = [None] * len(texts)
+            scores: list[float | None] = [None] * len(texts)
+            if ran.any():
+                probs = result["sentiment_probs"]
+                best = probs.argmax(axis=1)
+                labels = [SENTIMENT_LABELS[i] if ok else None for i, ok in zip(best, ran, strict=True)]
+                scores = [float(probs[row, i]) if ok else None
+                          for row, (i, ok) in enumerate(zip(best, ran, strict=True))]
+            yield (batch.append_column("sentiment_label", pa.array(labels, pa.string()))
+                   .append_column("sentiment_score", pa.array(scores, pa.float64())))
+
+    return score_batches
+
+
+def score_sentiment_head(
+    df: DataFrame,
+    model_path: str,
+    batch_size: int = 32,
+    intra_op_threads: int | None = None,
+    text_column: str = "text",
+) -> DataFrame:
+    """Same grain as `df`; replaces/adds sentiment_label (negative / neutral / positive) and sentiment_score
+    (its probability) from an ONNX artifact with a `sentiment_probs` output (the multilingual encoder's
+    sentiment head, models/multilingual); both null for a row the model could not score."""
+    fields = [StructField("sentiment_label", StringType()), StructField("sentiment_score", DoubleType())]
+    base = df.drop(*[f.name for f in fields if f.name in df.columns])
+    schema = StructType(list(base.schema.fields) + fields)
+    return base.mapInArrow(_sentiment_head_udf(model_path, batch_size, intra_op_threads, text_column), schema)
 
 
 def score_threat(

@@ -69,9 +69,9 @@ def vocab_size_arg(value: str) -> int:
 
 
 def default_artifact_dir() -> Path:
-    from tootlake.package_data import package_path
+    from tootlake.models.multilingual import DEFAULT_ARTIFACT_DIR
 
-    return package_path("tootlake.models.multilingual", "artifact")
+    return DEFAULT_ARTIFACT_DIR
 
 
 def ensure_base(base_dir: Path) -> Path:

@@ -91,6 +91,10 @@ def register(subparsers) -> None:
     ev.add_argument("--data-dir", type=Path, default=None,
                     help="umsab with --language: default the setting SHARED_DATA_DIR (../shared/data)")
     ev.add_argument("--model-dir", type=Path, default=None, help="artifact folder (default: packaged)")
+    ev.add_argument("--sentiment-model", choices=["deployed", "mllib", "multilingual"], default="deployed",
+                    help="umsab with --language: `deployed` (default) scores each language as silver does "
+                         "(models/coverage.json: the multilingual head for its languages, MLlib for the "
+                         "rest); `mllib` / `multilingual`: that model for every language")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--threads", type=int, default=None, help="threat: onnxruntime intra-op threads")
     ev.set_defaults(func=_evaluate)
@@ -175,31 +179,59 @@ def _evaluate_languages(args: argparse.Namespace) -> int:
     except DataFormatError as exc:
         _err(str(exc))
         return 2
-    from tootlake.models.sentiment import SentimentModelError, load_sentiment_model
-    from tootlake.pipelines.settings import load_settings
-    from tootlake.pipelines.spark import build_spark
+    from tootlake.models.coverage import load_coverage
 
-    spark = build_spark(load_settings(), "tootlake-models-evaluate")
-    try:
-        model = load_sentiment_model(spark, args.model_dir)
-    except SentimentModelError as exc:
-        _err(str(exc))
+    if args.model_dir is not None and args.sentiment_model == "deployed":
+        _err("--model-dir with --language names one model's artifact: add --sentiment-model mllib or "
+             "--sentiment-model multilingual")
         return 2
+    routed = {"mllib": set(), "multilingual": set(languages),
+              "deployed": set(load_coverage("sentiment").multilingual)}[args.sentiment_model]
     results = {}
-    for lang, data in sets.items():
-        results[lang] = evaluate_sentiment(data, spark, model, args.model_dir, fmt="umsab")
-        print(f"umsab {lang} ({args.split}, {len(data.texts)}): macro-F1 {results[lang]['macro_f1']:.4f}, "
-              f"macro-recall {results[lang]['macro_recall']:.4f}", file=sys.stderr, flush=True)
+    for lang in [lang for lang in languages if lang in routed]:
+        from tootlake.models.evaluate import evaluate_sentiment_head
+        from tootlake.models.threat import ModelLoadError
+
+        try:
+            results[lang] = evaluate_sentiment_head(sets[lang], model_path=args.model_dir, fmt="umsab",
+                                                    batch_size=args.batch_size)
+        except ModelLoadError as exc:
+            _err(str(exc))
+            return 2
+        results[lang]["sentiment_model"] = "multilingual"
+        _print_language(lang, args.split, results[lang])
+    if any(lang not in routed for lang in languages):
+        from tootlake.models.sentiment import SentimentModelError, load_sentiment_model
+        from tootlake.pipelines.settings import load_settings
+        from tootlake.pipelines.spark import build_spark
+
+        spark = build_spark(load_settings(), "tootlake-models-evaluate")
+        try:
+            model = load_sentiment_model(spark, args.model_dir)
+        except SentimentModelError as exc:
+            _err(str(exc))
+            return 2
+        for lang in [lang for lang in languages if lang not in routed]:
+            results[lang] = evaluate_sentiment(sets[lang], spark, model, args.model_dir, fmt="umsab")
+            results[lang]["sentiment_model"] = "mllib"
+            _print_language(lang, args.split, results[lang])
+    results = {lang: results[lang] for lang in languages}
     if len(results) == 1:
         (result,) = results.values()
         result.update(language=languages[0], split=args.split)
     else:
         result = per_language_summary(results)
-        version = next(iter(results.values()))["model_version"]
-        result.update(split=args.split, format="umsab", model_version=version)
+        versions = sorted({r["model_version"] for r in results.values()})
+        result.update(split=args.split, format="umsab", model_version="+".join(versions),
+                      sentiment_model={lang: r["sentiment_model"] for lang, r in results.items()})
         print(format_language_table(result), file=sys.stderr, flush=True)
     print(json.dumps(result, sort_keys=True), flush=True)
     return 0
+
+
+def _print_language(lang: str, split: str, result: dict) -> None:
+    print(f"umsab {lang} ({split}, {result['n']}, {result['sentiment_model']}): macro-F1 "
+          f"{result['macro_f1']:.4f}, macro-recall {result['macro_recall']:.4f}", file=sys.stderr, flush=True)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -75,7 +75,9 @@ class SilverError(RuntimeError):
 
 # --- scoring with the real models ------------------------------------------------------------------
 class ModelScorer:
-    """Threat (ONNX, mapInArrow, one session per Python worker) + sentiment (MLlib PipelineModel)."""
+    """Threat (ONNX, mapInArrow, one session per Python worker) + sentiment (MLlib PipelineModel on the
+    English encoder's embedding; for the languages models/coverage.json routes to it, the multilingual
+    encoder's sentiment head)."""
 
     def __init__(
         self,
@@ -85,7 +87,9 @@ class ModelScorer:
         batch_size: int = 32,
         intra_op_threads: int | None = None,
         sentiment: bool = True,
+        multilingual_path: str | None = None,
     ) -> None:
+        from tootlake.models.coverage import load_coverage
         from tootlake.models.threat import get_threat_model
 
         self.threat_path = threat_path
@@ -96,16 +100,49 @@ class ModelScorer:
         self.sentiment_model = None
         self.sentiment_model_version: str | None = None
         # The languages each model is trusted on (models/coverage.json): other posts stay unscored on purpose.
-        self.threat_languages = _coverage("threat", self.threat_model_version).languages
+        self.threat_languages = _checked(load_coverage("threat"), self.threat_model_version).languages
         self.sentiment_languages: frozenset[str] | None = None
+        self.multilingual_path: str | None = None
+        self.multilingual_languages: frozenset[str] = frozenset()
         if sentiment:
             from tootlake.models.sentiment import load_sentiment_model, model_version
 
             self.sentiment_model = load_sentiment_model(spark, sentiment_path)
             self.sentiment_model_version = model_version(sentiment_path)
-            self.sentiment_languages = _coverage("sentiment", self.sentiment_model_version).languages
+            coverage = load_coverage("sentiment")
+            if coverage.multilingual:
+                from tootlake.models.multilingual import DEFAULT_ARTIFACT_DIR
+
+                both = coverage.multilingual & self.threat_languages
+                if both:  # its posts would need the English encoder for threat anyway
+                    raise SilverError("models/coverage.json: sentiment.multilingual_languages "
+                                      f"{sorted(both)} are covered by the threat model too: score them "
+                                      "with MLlib instead")
+                self.multilingual_path = multilingual_path or str(DEFAULT_ARTIFACT_DIR)
+                head = get_threat_model(self.multilingual_path).model_version
+                # one version for the pair: a change of either re-scores the posts (plan_scoring)
+                self.sentiment_model_version = f"{self.sentiment_model_version}+{head}"
+                self.multilingual_languages = coverage.multilingual
+            self.sentiment_languages = _checked(coverage, self.sentiment_model_version).languages
 
     def score(self, df: DataFrame) -> DataFrame:
+        if not self.multilingual_languages:
+            return self._score_english(df)
+        from tootlake.silver.coverage import covered
+        from tootlake.silver.scoring import THREAT_FIELDS, score_sentiment_head
+
+        # Languages the multilingual head covers skip the English encoder (their threat columns stay null:
+        # the threat model does not cover them, apply_scoring says so in scoring_note).
+        routed = covered(F.col("language"), self.multilingual_languages)
+        english = self._score_english(df.where(~routed))
+        other = score_sentiment_head(df.where(routed), self.multilingual_path, self.batch_size,
+                                     self.intra_op_threads).withColumns({
+            **{f.name: F.lit(None).cast(f.dataType) for f in THREAT_FIELDS},
+            "sentiment_model_version": F.lit(self.sentiment_model_version),
+        })
+        return english.unionByName(other.select(*english.columns))
+
+    def _score_english(self, df: DataFrame) -> DataFrame:
         from tootlake.models.sentiment import uses_encoder  # pyspark.ml: not imported for `tootlake --help`
 
         # The sentiment pipeline reads the encoder's embedding; the threat pass computes it in the same run.
@@ -121,13 +158,11 @@ class ModelScorer:
         return scored.withColumn("sentiment_model_version", F.lit(self.sentiment_model_version))
 
 
-def _coverage(model: str, version: str | None):
-    from tootlake.models.coverage import load_coverage
-
-    coverage = load_coverage(model)
+def _checked(coverage, version: str | None):
+    """The coverage, with a warning when it was measured on another model version than the loaded one."""
     if coverage.model_version and coverage.model_version != version:
-        logger.warning(f"[silver] the {model} coverage ({sorted(coverage.languages)}) was measured on "
-                       f"{coverage.model_version}, not on the loaded {version}: re-measure it "
+        logger.warning(f"[silver] the {coverage.model} coverage ({sorted(coverage.languages)}) was measured "
+                       f"on {coverage.model_version}, not on the loaded {version}: re-measure it "
                        "(`tootlake models evaluate ... --language all`) and update models/coverage.json")
     return coverage
 

@@ -68,6 +68,12 @@ def test_committed_coverage_follows_its_stated_rule():
         assert set(entry["languages"]) == expected, model
         assert load_coverage(model).languages == frozenset(expected)
         assert entry["rule"] and entry["model_version"].startswith(f"{model}-")
+    # the sentiment head of the multilingual encoder scores exactly the covered languages measured with it
+    sentiment = data["sentiment"]
+    routed = {lang for lang in sentiment["languages"]
+              if sentiment["validation"][lang].get("model") == "multilingual"}
+    assert set(sentiment["multilingual_languages"]) == routed
+    assert load_coverage("sentiment").multilingual == frozenset(routed)
 
 
 def test_missing_or_malformed_coverage_fails_clearly(tmp_path):
@@ -77,3 +83,13 @@ def test_missing_or_malformed_coverage_fails_clearly(tmp_path):
     bad.write_text(json.dumps({"threat": {"langs": ["en"]}}))
     with pytest.raises(CoverageError, match="languages"):
         load_coverage("threat", bad)
+
+
+def test_multilingual_languages_must_be_covered_ones(tmp_path):
+    file = tmp_path / "coverage.json"
+    file.write_text(json.dumps({"sentiment": {"languages": ["en", "de"], "multilingual_languages": ["DE"]}}))
+    assert load_coverage("sentiment", file).multilingual == frozenset({"de"})
+    assert load_coverage("sentiment", file).languages == frozenset({"en", "de"})
+    file.write_text(json.dumps({"sentiment": {"languages": ["en"], "multilingual_languages": ["de"]}}))
+    with pytest.raises(CoverageError, match=r"multilingual_languages \['de'\]"):
+        load_coverage("sentiment", file)

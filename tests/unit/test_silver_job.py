@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tootlake.pipelines.jobs.silver import format_summary, txn_app_id
@@ -50,8 +52,9 @@ def test_build_scorer_scores_with_the_packaged_models(spark, settings):
     scorer = build_scorer(spark, settings.model_copy(update={"threat_model_dir": None,
                                                              "sentiment_model_dir": None}))
     assert scorer.threat_path is None
-    df = spark.createDataFrame([("a", "what a lovely morning by the sea"), ("b", "I will hurt you")],
-                               "post_id string, text string")
+    df = spark.createDataFrame([("a", "en", "what a lovely morning by the sea"),
+                                ("b", "en", "I will hurt you")],
+                               "post_id string, language string, text string")
     rows = {row["post_id"]: row for row in scorer.score(df).collect()}
     assert set(rows) == {"a", "b"}
     for row in rows.values():
@@ -64,6 +67,56 @@ def test_build_scorer_scores_with_the_packaged_models(spark, settings):
     assert scorer.threat_languages == load_coverage("threat").languages
     assert scorer.sentiment_languages == load_coverage("sentiment").languages
     assert "en" in scorer.threat_languages and "ja" not in scorer.threat_languages
+
+
+def _coverage_file(tmp_path, monkeypatch, **sentiment) -> None:
+    """models/coverage.json as the package ships it, with these sentiment entries changed."""
+    from tootlake.models import coverage
+
+    data = json.loads(coverage.COVERAGE_FILE.read_text(encoding="utf-8"))
+    data["sentiment"].update(sentiment)
+    file = tmp_path / "coverage.json"
+    file.write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(coverage, "COVERAGE_FILE", file)
+
+
+def test_the_multilingual_head_scores_the_languages_routed_to_it(spark, settings, tmp_path, monkeypatch):
+    """Languages in sentiment.multilingual_languages get the multilingual encoder's sentiment head (arg-max
+    of its sentiment_probs) and no threat columns; the others the English encoder + MLlib, as before."""
+    from tootlake.catalog.vocab import SENTIMENT_LABELS
+    from tootlake.models.multilingual import DEFAULT_ARTIFACT_DIR
+    from tootlake.models.threat import ThreatModel
+    from tootlake.pipelines.jobs.silver import build_scorer
+
+    _coverage_file(tmp_path, monkeypatch, languages=["en", "de", "es"], multilingual_languages=["de", "es"])
+    scorer = build_scorer(spark, settings.model_copy(update={"threat_model_dir": None,
+                                                             "sentiment_model_dir": None}))
+    head = ThreatModel.load(DEFAULT_ARTIFACT_DIR)
+    assert scorer.multilingual_languages == frozenset({"de", "es"})
+    assert scorer.sentiment_model_version.endswith(f"+{head.model_version}")  # a new head re-scores
+    texts = {"a": ("en", "what a lovely morning by the sea"), "b": ("de", "Was für ein schrecklicher Tag."),
+             "c": ("es-MX", "¡Qué alegría verte de nuevo, amiga!"), "d": ("ja", "今日はいい天気ですね")}
+    df = spark.createDataFrame([(k, lang, text) for k, (lang, text) in texts.items()],
+                               "post_id string, language string, text string")
+    rows = {row["post_id"]: row for row in scorer.score(df).collect()}
+    assert set(rows) == set(texts)
+    assert rows["a"]["threat_label"] is not None and rows["d"]["threat_label"] is not None  # not routed
+    probs = head.run([texts[k][1] for k in ("b", "c")], ["sentiment_probs"])["sentiment_probs"]
+    for key, row_probs in zip(("b", "c"), probs, strict=True):
+        row = rows[key]
+        assert row["threat_label"] is None and row["threat_model_version"] is None
+        assert row["sentiment_label"] == SENTIMENT_LABELS[int(row_probs.argmax())]
+        assert row["sentiment_score"] == pytest.approx(float(row_probs.max()), abs=1e-5)
+    assert {row["sentiment_model_version"] for row in rows.values()} == {scorer.sentiment_model_version}
+
+
+def test_a_language_routed_to_the_multilingual_head_may_not_be_a_threat_language(spark, settings, tmp_path,
+                                                                                monkeypatch):
+    from tootlake.pipelines.jobs.silver import SilverError, build_scorer
+
+    _coverage_file(tmp_path, monkeypatch, languages=["en", "de"], multilingual_languages=["en", "de"])
+    with pytest.raises(SilverError, match=r"multilingual_languages \['en'\]"):
+        build_scorer(spark, settings)
 
 
 def test_ensure_tables_adds_the_scoring_note_to_an_older_silver_table(spark, settings, tmp_path):
