@@ -92,9 +92,10 @@ def register(subparsers) -> None:
                     help="umsab with --language: default the setting SHARED_DATA_DIR (../shared/data)")
     ev.add_argument("--model-dir", type=Path, default=None, help="artifact folder (default: packaged)")
     ev.add_argument("--sentiment-model", choices=["deployed", "mllib", "multilingual"], default="deployed",
-                    help="umsab with --language: `deployed` (default) scores each language as silver does "
-                         "(models/coverage.json: the multilingual head for its languages, MLlib for the "
-                         "rest); `mllib` / `multilingual`: that model for every language")
+                    help="umsab with --language: `deployed` (default) scores each language with the model "
+                         "silver gives it (models/coverage.json: MLlib for English, the multilingual head "
+                         "for the other languages, also those it does not cover yet); `mllib` / "
+                         "`multilingual`: that model for every language")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--threads", type=int, default=None, help="threat: onnxruntime intra-op threads")
     ev.set_defaults(func=_evaluate)
@@ -185,8 +186,10 @@ def _evaluate_languages(args: argparse.Namespace) -> int:
         _err("--model-dir with --language names one model's artifact: add --sentiment-model mllib or "
              "--sentiment-model multilingual")
         return 2
+    coverage = load_coverage("sentiment")
+    mllib_languages = coverage.languages - coverage.multilingual  # those silver scores with MLlib (en)
     routed = {"mllib": set(), "multilingual": set(languages),
-              "deployed": set(load_coverage("sentiment").multilingual)}[args.sentiment_model]
+              "deployed": set(languages) - mllib_languages}[args.sentiment_model]
     results = {}
     for lang in [lang for lang in languages if lang in routed]:
         from tootlake.models.evaluate import evaluate_sentiment_head

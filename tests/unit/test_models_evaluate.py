@@ -260,3 +260,32 @@ def test_per_language_summary_and_table():
     table = format_language_table(summary)
     assert "de          324      45.0          46.0      47.0" in table
     assert table.endswith("mean macro-F1 of the languages other than en: 38.0")
+
+
+GERMAN = ["Was für ein wunderbarer Tag, ich freue mich so!", "Der Zug fährt um acht Uhr ab.",
+          "Das ist die schlimmste Nachricht des Jahres.", "Ich liebe dieses Lied.",
+          "Heute ist Dienstag.", "Furchtbar, alles ist kaputt und niemand hilft."]
+
+
+def test_a_language_other_than_english_is_scored_by_the_multilingual_head(tmp_path: Path, capsys):
+    """`deployed` (the default) scores German as silver does: the multilingual encoder's sentiment head."""
+    from tootlake.models.metrics import FORMAT_CLASSES, classification_metrics
+    from tootlake.models.multilingual import DEFAULT_ARTIFACT_DIR
+    from tootlake.models.threat import ThreatModel
+
+    from tootlake.models.data import UMSAB_DIR
+
+    folder = tmp_path / UMSAB_DIR / "german"
+    folder.mkdir(parents=True)
+    labels = [2, 1, 0, 2, 1, 0]
+    (folder / "val_text.txt").write_text("".join(t + "\n" for t in GERMAN), encoding="utf-8")
+    (folder / "val_labels.txt").write_text("".join(f"{y}\n" for y in labels), encoding="utf-8")
+    rc, result, _ = _run(capsys, ["models", "evaluate", "sentiment", "--format", "umsab", "--language", "de",
+                                  "--data-dir", str(tmp_path)])
+    assert rc == 0 and result["sentiment_model"] == "multilingual" and result["n"] == len(GERMAN)
+    probs = ThreatModel.load(DEFAULT_ARTIFACT_DIR).run(GERMAN, ["sentiment_probs"])["sentiment_probs"]
+    expected = classification_metrics(labels, probs.argmax(axis=1), FORMAT_CLASSES["umsab"])
+    assert result["macro_f1"] == pytest.approx(expected["macro_f1"])
+    rc, _, err = _run(capsys, ["models", "evaluate", "sentiment", "--format", "umsab", "--language", "de",
+                               "--data-dir", str(tmp_path), "--model-dir", str(tmp_path)])
+    assert rc == 2 and "--sentiment-model mllib or --sentiment-model multilingual" in err
