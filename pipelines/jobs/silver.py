@@ -600,16 +600,16 @@ def silver_summary(spark: SparkSession, settings: Settings) -> dict:
 
 def format_summary(summary: dict) -> str:
     def line(title: str, counts: dict[str, int]) -> str:
-        return f"  {title:<19}" + (", ".join(f"{k} {v}" for k, v in counts.items()) or "-")
+        return f"  {title:<20}" + (", ".join(f"{k} {v}" for k, v in counts.items()) or "-")
 
     return "\n".join([
-        f"  silver/posts        {summary['silver_rows']} rows ({summary['live_posts']} live, "
+        f"  silver/posts         {summary['silver_rows']} rows ({summary['live_posts']} live, "
         f"{summary['tombstones']} deleted)",
         line("processing status", summary["processing_status"]),
         line("threat level", summary["threat_level"]),
         line("sentiment", summary["sentiment"]),
         line("unscored on purpose", summary.get("scoring_note", {})),
-        f"  quarantine          {summary['quarantine_rows']} records",
+        f"  quarantine           {summary['quarantine_rows']} records",
         line("  by rule", summary["quarantine_by_rule"]),
     ])
 

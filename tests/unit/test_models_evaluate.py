@@ -269,11 +269,10 @@ GERMAN = ["Was für ein wunderbarer Tag, ich freue mich so!", "Der Zug fährt um
 
 def test_a_language_other_than_english_is_scored_by_the_multilingual_head(tmp_path: Path, capsys):
     """`deployed` (the default) scores German as silver does: the multilingual encoder's sentiment head."""
+    from tootlake.models.data import UMSAB_DIR
     from tootlake.models.metrics import FORMAT_CLASSES, classification_metrics
     from tootlake.models.multilingual import DEFAULT_ARTIFACT_DIR
     from tootlake.models.threat import ThreatModel
-
-    from tootlake.models.data import UMSAB_DIR
 
     folder = tmp_path / UMSAB_DIR / "german"
     folder.mkdir(parents=True)
