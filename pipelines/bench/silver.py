@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from tootlake.models.threat import ThreatModel
     from tootlake.pipelines.jobs.silver import configure_spark, default_intra_op_threads
     from tootlake.pipelines.settings import load_settings
-    from tootlake.pipelines.spark import build_spark
+    from tootlake.pipelines.spark import BatchFrames, build_spark
     from tootlake.silver.parse import parse_records
     from tootlake.silver.posts import latest_per_post, plan_scoring, post_versions, to_posts_rows
     from tootlake.silver.quarantine import with_rule_failures
@@ -139,11 +139,15 @@ def run(args: argparse.Namespace) -> int:
                  "sentiment_model_version": F.lit(None).cast("string")})
 
     def silver(scorer):
-        judged = with_rule_failures(parse_records(bronze), datetime(2026, 1, 1, tzinfo=UTC))
-        planned = plan_scoring(latest_per_post(post_versions(judged)), empty_posts,
-                               getattr(scorer, "threat_model_version", None), None)
-        rows = to_posts_rows(apply_scoring(planned, scorer), F.current_timestamp())
-        rows.write.format("noop").mode("overwrite").save()
+        # materialised where the job materialises (BatchFrames.keep): apply_scoring splits the plan three
+        # ways, and without it each branch would parse and dedupe the batch again
+        with BatchFrames(spark) as frames:
+            judged = frames.keep(with_rule_failures(parse_records(bronze), datetime(2026, 1, 1, tzinfo=UTC)))
+            planned = frames.keep(plan_scoring(latest_per_post(post_versions(judged)), empty_posts,
+                                               getattr(scorer, "threat_model_version", None), None)
+                                  .repartition(parallelism))  # as the job does for a batch this size
+            rows = to_posts_rows(apply_scoring(planned, scorer), F.current_timestamp())
+            rows.write.format("noop").mode("overwrite").save()
 
     from tootlake.pipelines.jobs.silver import ModelScorer
 

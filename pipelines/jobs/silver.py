@@ -336,13 +336,18 @@ def _write_silver_batch(ctx: SilverBatchWriter, batch: DataFrame, batch_id: int,
         versions = versions.coalesce(1)
     # Materialised once: apply_scoring splits it three ways (kept, scored, declined) and each branch
     # would otherwise re-run the text UDF, the dedupe window and the lookup in silver.
-    planned = frames.keep(plan_scoring(
+    planned = plan_scoring(
         latest_per_post(versions), current,
         ctx.scorer.threat_model_version if ctx.scorer else None,
         ctx.scorer.sentiment_model_version if ctx.scorer else None,
         retry_failed=ctx.scorer is not None,
         coverage=scorer_coverage(ctx.scorer),
-    ))
+    )
+    if not small:
+        # Adaptive execution packs a few thousand posts into one shuffle partition (they weigh a few MB):
+        # the models would then run on one core. One partition per core for the scoring instead.
+        planned = planned.repartition(spark.sparkContext.defaultParallelism)
+    planned = frames.keep(planned)
     lap("plan")
     # Materialised once: MERGE reads its source twice and must not run the models twice.
     rows = frames.keep(to_posts_rows(apply_scoring(planned, ctx.scorer), spark_literal(now)))
