@@ -139,16 +139,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             return 2
         result = evaluate_threat(data, args.fmt, model, batch_size=args.batch_size)
     else:
-        from tootlake.models.sentiment import SentimentModelError, load_sentiment_model
-        from tootlake.pipelines.settings import load_settings
-        from tootlake.pipelines.spark import build_spark
-
-        spark = build_spark(load_settings(), "tootlake-models-evaluate")
-        try:
-            model = load_sentiment_model(spark, args.model_dir)
-        except SentimentModelError as exc:
-            _err(str(exc))
+        loaded = _load_mllib(args.model_dir)
+        if loaded is None:
             return 2
+        spark, model = loaded
         result = evaluate_sentiment(data, spark, model, args.model_dir, fmt=args.fmt)
     print(f"{args.fmt}: macro-F1 {result['macro_f1']:.4f}, macro-recall {result['macro_recall']:.4f}, "
           f"accuracy {result['accuracy']:.4f}, {result['posts_per_s']} posts/s", file=sys.stderr, flush=True)
@@ -204,16 +198,10 @@ def _evaluate_languages(args: argparse.Namespace) -> int:
         results[lang]["sentiment_model"] = "multilingual"
         _print_language(lang, args.split, results[lang])
     if any(lang not in routed for lang in languages):
-        from tootlake.models.sentiment import SentimentModelError, load_sentiment_model
-        from tootlake.pipelines.settings import load_settings
-        from tootlake.pipelines.spark import build_spark
-
-        spark = build_spark(load_settings(), "tootlake-models-evaluate")
-        try:
-            model = load_sentiment_model(spark, args.model_dir)
-        except SentimentModelError as exc:
-            _err(str(exc))
+        loaded = _load_mllib(args.model_dir)
+        if loaded is None:
             return 2
+        spark, model = loaded
         for lang in [lang for lang in languages if lang not in routed]:
             results[lang] = evaluate_sentiment(sets[lang], spark, model, args.model_dir, fmt="umsab")
             results[lang]["sentiment_model"] = "mllib"
@@ -230,6 +218,20 @@ def _evaluate_languages(args: argparse.Namespace) -> int:
         print(format_language_table(result), file=sys.stderr, flush=True)
     print(json.dumps(result, sort_keys=True), flush=True)
     return 0
+
+
+def _load_mllib(model_dir: Path | None):
+    """(spark, the MLlib sentiment pipeline), or None after saying why it could not be loaded."""
+    from tootlake.models.sentiment import SentimentModelError, load_sentiment_model
+    from tootlake.pipelines.settings import load_settings
+    from tootlake.pipelines.spark import build_spark
+
+    spark = build_spark(load_settings(), "tootlake-models-evaluate")
+    try:
+        return spark, load_sentiment_model(spark, model_dir)
+    except SentimentModelError as exc:
+        _err(str(exc))
+        return None
 
 
 def _print_language(lang: str, split: str, result: dict) -> None:
