@@ -129,13 +129,7 @@ class ThreatModel:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise ModelLoadError(f"corrupt {files['model.onnx']}: cannot load it with onnxruntime "
                                  f"({type(exc).__name__}) ({_hint(folder)})") from exc
-        digest = hashlib.sha256()
-        for name in ("model.onnx", "config.json"):
-            with files[name].open("rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(block)
-        version = f"{config.get('name', 'threat-minilm')}-{digest.hexdigest()[:12]}"
-        return cls(session, tokenizer, config, version, folder)
+        return cls(session, tokenizer, config, _version(folder, config), folder)
 
     def _encode(self, texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         encodings = self.tokenizer.encode_batch([normalise(t) for t in texts])
@@ -188,6 +182,29 @@ class ThreatModel:
         """Probabilities [n, 3] -> (arg-max labels, their probabilities)."""
         best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
         return [self.labels[i] for i in best], probs[np.arange(len(probs)), best].astype(np.float64)
+
+
+def artifact_version(path: str | Path) -> str:
+    """The version `ThreatModel.load(path).model_version` gives, without building a session (the driver
+    needs only the version of a model its workers run)."""
+    folder = Path(path)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read {folder / 'config.json'}: {exc} ({_hint(folder)})") from exc
+    if not (folder / "model.onnx").is_file():
+        raise ModelLoadError(f"threat model file missing: {folder / 'model.onnx'} ({_hint(folder)})")
+    return _version(folder, config)
+
+
+def _version(folder: Path, config: dict) -> str:
+    """`<config name>-<first 12 hex of SHA-256 over model.onnx + config.json>`."""
+    digest = hashlib.sha256()
+    for name in ("model.onnx", "config.json"):
+        with (folder / name).open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return f"{config.get('name', 'threat-minilm')}-{digest.hexdigest()[:12]}"
 
 
 def _is_lfs_pointer(file: Path) -> bool:

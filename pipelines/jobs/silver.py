@@ -90,7 +90,7 @@ class ModelScorer:
         multilingual_path: str | None = None,
     ) -> None:
         from tootlake.models.coverage import load_coverage
-        from tootlake.models.threat import get_threat_model
+        from tootlake.models.threat import artifact_version, get_threat_model
 
         self.threat_path = threat_path
         self.batch_size = batch_size
@@ -119,7 +119,8 @@ class ModelScorer:
                                       f"{sorted(both)} are covered by the threat model too: score them "
                                       "with MLlib instead")
                 self.multilingual_path = multilingual_path or str(DEFAULT_ARTIFACT_DIR)
-                head = get_threat_model(self.multilingual_path).model_version
+                # only its version here: the workers load it (a session holds ~420 MB)
+                head = artifact_version(self.multilingual_path)
                 # one version for the pair: a change of either re-scores the posts (plan_scoring)
                 self.sentiment_model_version = f"{self.sentiment_model_version}+{head}"
                 self.multilingual_languages = coverage.multilingual
