@@ -188,6 +188,9 @@ def test_q4_table_is_lossless_on_q4_0_data_and_runs_in_onnxruntime():
     np.testing.assert_array_equal((values.reshape(6, 2, 32) * scales[..., None]).reshape(6, 64), table)
     model = shrink.quantise_embedding_q4(gather_graph(table))
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == 21
+    # one GatherBlockQuantized reads the 4-bit rows: no node dequantises the whole table
+    assert [n.op_type for n in model.graph.node] == ["GatherBlockQuantized"]
+    assert not shrink.fuse_q4_gather(model)  # already fused
     np.testing.assert_array_equal(run_graph(model, [5, 0, 2]), table[[5, 0, 2]])
     # any other data: within half a step, a whole step for values that clip at +7 (Q4_0 has -8..7)
     other = rng.normal(size=(3, 32)).astype(np.float32)
