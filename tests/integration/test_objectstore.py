@@ -70,7 +70,8 @@ def _pipeline_settings(base: Settings, scratch, name: str, topic: str, lake: str
     return own
 
 
-def _run_once(own: Settings) -> float:
+def _run_once(own: Settings) -> tuple[float, list[str]]:
+    """Seconds the whole `run --once` took, and its per-stage lines (`silver: ok in 41 s`)."""
     services.ensure_services(own)  # creates the run's database (and the bucket on the store)
     init_postgres(own.postgres_conninfo(), log=lambda _line: None)  # as `tootlake run` does
     lines: list[str] = []
@@ -78,7 +79,7 @@ def _run_once(own: Settings) -> float:
     code = run_once(own, log=lines.append)
     elapsed = time.monotonic() - started
     assert code == 0, "run --once failed:\n" + "\n".join(lines) + "\n" + _stage_logs(own)
-    return elapsed
+    return elapsed, [line.removeprefix("[run --once] ") for line in lines if line.startswith("[run --once]")]
 
 
 def _stage_logs(own: Settings) -> str:
@@ -141,14 +142,14 @@ def test_run_once_on_an_s3a_lake_matches_the_local_lake(settings, s3proxy, kafka
     remote = _pipeline_settings(base, tmp_path / "s3", f"{unique_name}_s", unique_name, lake=prefix)
     assert remote.uses_embedded_s3 and remote.table_uri("silver.posts").startswith(prefix)
 
-    local_s = _run_once(local)
+    local_s, local_stages = _run_once(local)
     with local_cluster(tmp_path / "cluster", master_port=MASTER_PORT, ui_port=UI_PORT, workers=2) as cluster:
         remote = remote.model_copy(update={"spark_master": cluster.url, "spark_executor_memory": "768m",
                                            "spark_shuffle_partitions": 2})
         killer = WorkerKiller(cluster, "tootlake-silver")
         killer.start()
         try:
-            remote_s = _run_once(remote)
+            remote_s, remote_stages = _run_once(remote)
         finally:
             killer.done.set()
             killer.join()
@@ -157,7 +158,8 @@ def test_run_once_on_an_s3a_lake_matches_the_local_lake(settings, s3proxy, kafka
     with capsys.disabled():
         print(f"\n[objectstore] run --once on {POSTS} posts: local lake (local mode) {local_s:.1f} s, "
               f"s3a lake on a 2-worker cluster {remote_s:.1f} s (ratio {remote_s / local_s:.2f}); "
-              f"killed during silver: {killer.killed}")
+              f"killed during silver: {killer.killed}\n  local: {'; '.join(local_stages)}"
+              f"\n  s3a:   {'; '.join(remote_stages)}")
 
     # every stage ran on the cluster; one worker died while silver ran Python tasks on it, and silver's
     # driver saw its executor go and carried on with the other worker
