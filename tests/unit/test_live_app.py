@@ -18,6 +18,10 @@ class FakeQuery:
         self.recentProgress = [{"batchId": n, "numInputRows": 3} for n in range(batches)]
         self.stopped = False
 
+    @property
+    def lastProgress(self):
+        return self.recentProgress[-1] if self.recentProgress else None
+
     def exception(self):
         return self.error
 
@@ -155,3 +159,34 @@ def test_a_slow_maintenance_is_not_started_again_while_it_runs(settings, tmp_pat
     release.set()
     app.maintenance_thread.join(5)
     assert runs == [1]
+
+
+def test_new_progress_reads_the_last_update_and_the_recent_ones_only_after_a_gap() -> None:
+    from tootlake.pipelines.jobs.streaming import new_progress
+
+    class Counting(FakeQuery):
+        reads = 0
+
+        @property
+        def recentProgress(self):
+            Counting.reads += 1
+            return self._updates
+
+        @recentProgress.setter
+        def recentProgress(self, value):
+            self._updates = value
+
+        @property
+        def lastProgress(self):
+            return self._updates[-1] if self._updates else None
+
+    query = Counting(batches=3)
+    assert [p["batchId"] for p in new_progress(query, set())] == [0, 1, 2]
+    assert Counting.reads == 1
+    assert new_progress(query, {0, 1, 2}) == []
+    query._updates.append({"batchId": 3, "numInputRows": 1})
+    assert [p["batchId"] for p in new_progress(query, {0, 1, 2})] == [3]
+    assert Counting.reads == 1  # the next batch: lastProgress alone
+    query._updates += [{"batchId": 4, "numInputRows": 1}, {"batchId": 5, "numInputRows": 1}]
+    assert [p["batchId"] for p in new_progress(query, {0, 1, 2, 3})] == [4, 5]  # one missed: the recent ones
+    assert Counting.reads == 2
