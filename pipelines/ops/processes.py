@@ -8,6 +8,7 @@ import contextlib
 import json
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -108,6 +109,7 @@ class CpuMeter:
         self._start: dict[tuple[int, float], float] = {}
         self._last: dict[tuple[int, float], float] = {}
         self._lock = threading.Lock()  # a sampler thread and the caller may sample at once
+        self._made_at = time.time()
         self._sample(pids, first=True)
 
     def sample(self, pids: Iterable[int]) -> None:
@@ -121,8 +123,11 @@ class CpuMeter:
                 seen.append(((process.pid, process.create_time()), times.user + times.system))
         with self._lock:
             for key, used in seen:
-                # running when the meter was made: only what it spends from then on counts
-                self._start.setdefault(key, used if first else 0.0)
+                # running when the meter was made (also one that joins the tree later, e.g. a server the
+                # stack connects to mid-run): only what it spends from its first sample on counts; one
+                # born since counts from zero
+                born_before = key[1] < self._made_at - 1.0
+                self._start.setdefault(key, used if first or born_before else 0.0)
                 self._last[key] = max(used, self._last.get(key, 0.0))
 
     def seconds(self) -> float:

@@ -90,6 +90,16 @@ def test_cpu_meter_keeps_the_time_of_a_child_that_exited(child) -> None:
     assert processes.CpuMeter([2**22 + 1]).seconds() == 0  # no such process
 
 
+def test_cpu_meter_counts_a_process_that_joins_the_tree_late_from_its_first_sample() -> None:
+    sum(range(3_000_000))  # make sure this interpreter has spent some CPU already
+    meter = processes.CpuMeter([])
+    meter.sample([os.getpid()])  # an old process (a server) seen for the first time
+    assert meter.seconds() < 0.05  # not its whole lifetime
+    sum(range(3_000_000))
+    meter.sample([os.getpid()])
+    assert meter.seconds() > 0
+
+
 def test_wait_until_returns_the_first_true_value_or_the_last_one() -> None:
     calls, between = [], []
 
