@@ -279,7 +279,7 @@ def run_sync(
             from tootlake.pipelines.databases.gold import copy_gold as copy_gold_tables
 
             pg = next(t for t in stream.targets if t.name == "postgres")
-            result["gold_tables"] = copy_gold_tables(spark, pg.connect(), settings, log)
+            result["gold_tables"] = copy_gold_tables(pg.connect(), settings, log)
         return result
     finally:
         stream.close()
