@@ -52,6 +52,9 @@ class MinuteCounter:
         self.lake = Lake(settings, spark)
         self.delay = timedelta(minutes=settings.gold_watermark_minutes)
         self.progress = progress
+        # (batch id, max event time of the batches up to it) of the last batch this sink wrote: the next
+        # batch needs no read of gold/late_events, which gains a file per batch
+        self.last: tuple[int, datetime | None] | None = None
 
     def reset(self) -> None:
         """Drop both tables (their Delta txn ids belong to the old checkpoint's batch ids)."""
@@ -63,6 +66,9 @@ class MinuteCounter:
         self.lake.create(LATE_EVENTS, LATE_EVENTS_SCHEMA)
 
     def previous_max_event_time(self, batch_id: int) -> datetime | None:
+        if self.last is not None and self.last[0] == batch_id - 1:
+            return self.last[1]
+        # the first batch of this sink, or a replay: from what earlier batches recorded
         row = (
             self.lake.read(LATE_EVENTS)
             .where(F.col("batch_id") < batch_id).agg(F.max("max_event_time")).first()
@@ -103,6 +109,7 @@ class MinuteCounter:
         )
         # Idempotent append: Delta skips a (txnAppId, txnVersion) it has already committed.
         self.lake.append(LATE_EVENTS, metric, (TXN_APP_ID, int(batch_id)))
+        self.last = (int(batch_id), max_event_time)
         if self.progress:
             logger.info(f"[gold-stream] batch {batch_id}: {stats['n']} posts, {late_stats['n']} late "
                         f"(watermark {watermark})")

@@ -64,6 +64,11 @@ def test_foreach_batch_watermark_and_replay(spark, stream_settings):
     sink(_frame(spark, batch1), 1)
     assert _windows(spark, stream_settings) == expected
     assert _table(spark, stream_settings, LATE_EVENTS).count() == 2
+    # the next batch's starting point: kept in memory by the sink that wrote batch 1, read from
+    # gold/late_events by a new one (a restarted query): the same
+    restarted = MinuteCounter(stream_settings, spark, progress=False)
+    assert sink.last is not None and sink.last[0] == 1
+    assert restarted.previous_max_event_time(2) == sink.previous_max_event_time(2) == sink.last[1]
 
 
 def test_stream_from_silver_change_feed(spark, stream_settings, shared_data):
