@@ -343,8 +343,12 @@ def validate(artifact_dir: Path, data_dir: Path, *, limit: int | None = None, se
     """Threat: decision rules tuned on the English validation splits (written into config.json; 2-fold and
     untuned figures beside). Sentiment: arg-max of sentiment_probs, untuned, per UMSAB language and on
     TweetEval sentiment val. `limit` samples each set (smoke runs)."""
-    from tootlake.models.evaluate import format_language_table, per_language_summary, tune_threat_decisions
-    from tootlake.models.metrics import FORMAT_CLASSES, classification_metrics
+    from tootlake.models.evaluate import (
+        evaluate_sentiment_head,
+        format_language_table,
+        per_language_summary,
+        tune_threat_decisions,
+    )
     from tootlake.models.threat import ThreatModel
 
     sets = {name: sample(data, limit, seed) for name, data in validation_sets(data_dir).items()}
@@ -354,12 +358,8 @@ def validate(artifact_dir: Path, data_dir: Path, *, limit: int | None = None, se
     for name, data in sets.items():
         if name in THREAT_SETS:
             continue
-        started = time.perf_counter()
-        probs = model.run(data.texts, ["sentiment_probs"])["sentiment_probs"]
-        seconds = time.perf_counter() - started
         fmt = "umsab" if name.startswith("umsab-") else name
-        sentiment[name] = classification_metrics(data.labels, probs.argmax(axis=1), FORMAT_CLASSES[fmt])
-        sentiment[name]["posts_per_s"] = round(len(data.texts) / max(seconds, 1e-9), 1)
+        sentiment[name] = evaluate_sentiment_head(data, model=model, fmt=fmt)
         log(f"val {name}: sentiment macro-F1 {sentiment[name]['macro_f1']:.4f}, macro-recall "
             f"{sentiment[name]['macro_recall']:.4f} (arg-max, untuned)")
     languages = per_language_summary({name.removeprefix("umsab-"): r for name, r in sentiment.items()
