@@ -51,25 +51,26 @@ def table_name(name: str) -> str:
     return cleaned if not cleaned[:1].isdigit() else f"t_{cleaned}"
 
 
-def flatten(table: pa.Table) -> tuple[list[tuple[str, str]], list[pa.ChunkedArray | list]]:
-    """Top-level structs -> `<col>_<field>` columns; arrays / maps (and structs inside them) -> JSON text
-    for jsonb; binary -> hex text. Returns ([(column, PostgreSQL type)], [the column's values])."""
+def flatten(table: pa.Table) -> tuple[list[tuple[str, str]], list[list]]:
+    """Top-level structs -> `<col>_<field>` columns; arrays / maps / structs inside them -> JSON text for
+    jsonb (a map as an object, as Spark's to_json writes it); binary -> hex text. Returns
+    ([(column, PostgreSQL type)], [the column's values as Python objects])."""
     columns: list[tuple[str, str]] = []
-    values: list[pa.ChunkedArray | list] = []
+    values: list[list] = []
 
     def add(name: str, column: pa.ChunkedArray) -> None:
         kind = column.type
         if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind) \
                 or pa.types.is_struct(kind):
             columns.append((name, "jsonb"))
-            values.append([None if v is None else json.dumps(_jsonable(v), default=str, ensure_ascii=False)
-                           for v in column.to_pylist()])
+            values.append([None if v is None else json.dumps(_jsonable(v, kind), default=str,
+                                                             ensure_ascii=False) for v in column.to_pylist()])
         elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             columns.append((name, "text"))
             values.append([None if v is None else v.hex().upper() for v in column.to_pylist()])
         else:
             columns.append((name, pg_type(kind)))
-            values.append(column)
+            values.append(column.to_pylist())
 
     for field, column in zip(table.schema, table.columns, strict=True):
         if pa.types.is_struct(field.type):
@@ -83,14 +84,17 @@ def flatten(table: pa.Table) -> tuple[list[tuple[str, str]], list[pa.ChunkedArra
     return columns, values
 
 
-def _jsonable(value: object) -> object:
-    """A map arrives from Arrow as a list of (key, value) pairs: a JSON object, as Spark's to_json writes."""
-    if isinstance(value, list):
-        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-            return {str(k): _jsonable(v) for k, v in value}
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+def _jsonable(value: object, kind: pa.DataType) -> object:
+    """A nested Arrow value (as to_pylist gives it) -> JSON-ready objects, led by its type: a map (a list of
+    key/value pairs in Python) becomes an object."""
+    if value is None:
+        return None
+    if pa.types.is_map(kind):
+        return {str(k): _jsonable(v, kind.item_type) for k, v in value}
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return [_jsonable(v, kind.value_type) for v in value]
+    if pa.types.is_struct(kind):
+        return {f.name: _jsonable(value.get(f.name), f.type) for f in kind}
     return value
 
 
@@ -137,8 +141,7 @@ def copy_gold(conn, gold_dir: Path | Settings, log: Callable[[str], None] = logg
         for folder, path in tables.items():
             name = table_name(folder)
             columns, values = flatten(read_gold(path, gold_dir if isinstance(gold_dir, Settings) else None))
-            rows = list(zip(*[v.to_pylist() if isinstance(v, pa.ChunkedArray) else v for v in values],
-                            strict=True)) if values else []
+            rows = list(zip(*values, strict=True))
             target = sql.Identifier(GOLD_SCHEMA, name)
             loading = sql.Identifier(GOLD_SCHEMA, f"{name}__loading")
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(loading))
